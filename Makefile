@@ -1,0 +1,45 @@
+# ukdump: see README.md.
+GO       ?= go
+GOBIN    := $(shell $(GO) env GOPATH)/bin
+STATICCHECK := $(shell command -v staticcheck 2>/dev/null || echo $(GOBIN)/staticcheck)
+BUILD    := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w"
+DEMO_OUT ?= out/demo
+
+.PHONY: all build deps lint test unit e2e demo clean
+
+all: build
+
+# kdumpinit must be static: the crash kernel has no libc. ukdump finds it
+# beside itself, so bin/ukdump works from the build tree.
+build:
+	$(BUILD) -o bin/ukdump ./cmds/ukdump
+	$(BUILD) -o bin/kdumpinit ./cmds/kdumpinit
+
+deps:
+	.ci/deps
+
+lint:
+	@out="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \
+		if [ -n "$$out" ]; then echo "gofmt would change: $$out"; exit 1; fi
+	$(GO) vet ./...
+	$(STATICCHECK) ./...
+
+unit:
+	$(GO) test -short -count=1 ./...
+
+e2e:
+	$(GO) test -count=1 -timeout 30m -v -run . ./pkg/e2e/
+
+# The test command of README.md and CI: lint, unit tests and the QEMU
+# end-to-end tests.
+test: lint
+	$(GO) test -count=1 -timeout 40m ./...
+
+# The whole crash cycle in QEMU with a short report.
+demo: deps
+	rm -rf $(DEMO_OUT)
+	UKDUMP_E2E=1 UKDUMP_E2E_OUT=$(DEMO_OUT) $(GO) test -count=1 -timeout 20m -run 'TestCrashCycle$$' ./pkg/e2e/
+	@echo; echo "== ukdump demo: artifacts in $(DEMO_OUT)/TestCrashCycle"; cat $(DEMO_OUT)/TestCrashCycle/report.txt
+
+clean:
+	rm -rf bin out

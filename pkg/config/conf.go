@@ -1,0 +1,172 @@
+package config
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// File is the administrator's configuration, /etc/ukdump.conf.
+//
+// The syntax is that of kdump.conf: one directive per line, its arguments
+// separated by white space, '#' starts a comment. Directives:
+//
+//	path /var/crash              directory on the target for dumps
+//	ext4 UUID=…|LABEL=…|/dev/…   the target filesystem (also ext2, ext3, xfs, btrfs)
+//	failure_action reboot        reboot, poweroff or halt when the dump fails ("default" is an alias)
+//	final_action reboot          reboot, poweroff or halt after the dump
+//	extra_modules mod1 mod2      more kernel modules for the crash kernel
+//	target_timeout 60            seconds the crash kernel waits for the target
+//	cmdline_append arg1 arg2     more crash kernel command line arguments
+type File struct {
+	Target        Target
+	Path          string
+	FailureAction Action
+	FinalAction   Action
+	ExtraModules  []string
+	TargetTimeout time.Duration
+	CmdlineAppend []string
+}
+
+// ReadFile parses the configuration file at name.
+func ReadFile(name string) (*File, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	c, err := Parse(f)
+	if err != nil {
+		return nil, fmt.Errorf("config: %s: %w", name, err)
+	}
+	return c, nil
+}
+
+// Parse reads a configuration. Errors about one line name it.
+func Parse(r io.Reader) (*File, error) {
+	c := &File{
+		Path:          DefaultPath,
+		FailureAction: Reboot,
+		FinalAction:   Reboot,
+		TargetTimeout: DefaultTargetTimeout,
+	}
+	seen := map[string]int{}
+	sc := bufio.NewScanner(r)
+	for n := 1; sc.Scan(); n++ {
+		line, _, _ := strings.Cut(sc.Text(), "#")
+		fields := strings.Fields(line)
+		if len(fields) == 0 {
+			continue
+		}
+		key := fields[0]
+		if key == "default" {
+			key = "failure_action"
+		}
+		if KnownFS(key) {
+			key = "target"
+		}
+		if prev, dup := seen[key]; dup {
+			return nil, fmt.Errorf("line %d: %s given again (first on line %d)", n, fields[0], prev)
+		}
+		seen[key] = n
+		if err := c.apply(key, fields); err != nil {
+			return nil, fmt.Errorf("line %d: %s: %w", n, fields[0], err)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	if c.Target.FSType == "" {
+		return nil, errors.New("no dump target: add a line such as \"ext4 UUID=<filesystem UUID>\"")
+	}
+	return c, nil
+}
+
+// unsupported are kdump.conf directives that other kdump tools accept, so
+// that an administrator moving a kdump.conf learns why a line is refused.
+func unsupported(key string) bool {
+	switch key {
+	case "raw", "nfs", "ssh", "sshkey", "virtiofs", "core_collector", "kdump_post", "kdump_pre",
+		"extra_bins", "dracut_args", "fence_kdump_args", "fence_kdump_nodes",
+		"force_rebuild", "force_no_rebuild", "auto_reset_crashkernel", "failure_action_wait":
+		return true
+	}
+	return false
+}
+
+func (c *File) apply(key string, f []string) error {
+	args := f[1:]
+	one := func() (string, error) {
+		if len(args) != 1 {
+			return "", fmt.Errorf("want one argument, have %d", len(args))
+		}
+		return args[0], nil
+	}
+	switch {
+	case key == "target":
+		if len(args) != 1 {
+			return fmt.Errorf("want one device (UUID=…, LABEL=… or /dev/…), have %d arguments", len(args))
+		}
+		if !validSpec(args[0]) {
+			return fmt.Errorf("device %q is not UUID=…, LABEL=… or /dev/…", args[0])
+		}
+		c.Target = Target{FSType: f[0], Spec: args[0]}
+		if u, ok := strings.CutPrefix(args[0], "UUID="); ok {
+			c.Target.UUID = strings.ToLower(u)
+		}
+	case key == "path":
+		p, err := one()
+		if err != nil {
+			return err
+		}
+		if !path.IsAbs(p) {
+			return fmt.Errorf("%q is not an absolute path", p)
+		}
+		c.Path = path.Clean(p)
+	case key == "failure_action" || key == "final_action":
+		s, err := one()
+		if err != nil {
+			return err
+		}
+		a, err := ParseAction(s)
+		if err != nil {
+			return err
+		}
+		if key == "final_action" {
+			c.FinalAction = a
+		} else {
+			c.FailureAction = a
+		}
+	case key == "extra_modules":
+		if len(args) == 0 {
+			return errors.New("want at least one module name")
+		}
+		c.ExtraModules = args
+	case key == "target_timeout":
+		s, err := one()
+		if err != nil {
+			return err
+		}
+		secs, err := strconv.Atoi(s)
+		if err != nil || secs <= 0 {
+			return fmt.Errorf("%q is not a positive number of seconds", s)
+		}
+		c.TargetTimeout = time.Duration(secs) * time.Second
+	case key == "cmdline_append":
+		if len(args) == 0 {
+			return errors.New("want at least one argument")
+		}
+		c.CmdlineAppend = args
+	case unsupported(key):
+		return errors.New("not supported by ukdump")
+	default:
+		return errors.New("unknown directive")
+	}
+	return nil
+}

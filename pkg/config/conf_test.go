@@ -1,0 +1,139 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParse(t *testing.T) {
+	got, err := Parse(strings.NewReader(`# dump to the data disk
+ext4 UUID=0A1B2C3D-0000-4000-8000-000000000001   # trailing comment
+path /srv/crash/
+default poweroff
+final_action halt
+extra_modules nvme ahci
+target_timeout 15
+cmdline_append loglevel=7
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := File{
+		Target:        Target{FSType: "ext4", Spec: "UUID=0A1B2C3D-0000-4000-8000-000000000001", UUID: "0a1b2c3d-0000-4000-8000-000000000001"},
+		Path:          "/srv/crash",
+		FailureAction: Poweroff,
+		FinalAction:   Halt,
+		ExtraModules:  []string{"nvme", "ahci"},
+		TargetTimeout: 15 * time.Second,
+		CmdlineAppend: []string{"loglevel=7"},
+	}
+	if got.Target != want.Target || got.Path != want.Path || got.FailureAction != want.FailureAction ||
+		got.FinalAction != want.FinalAction || strings.Join(got.ExtraModules, ",") != "nvme,ahci" ||
+		got.TargetTimeout != want.TargetTimeout || strings.Join(got.CmdlineAppend, " ") != "loglevel=7" {
+		t.Errorf("Parse = %+v, want %+v", *got, want)
+	}
+}
+
+func TestParseDefaults(t *testing.T) {
+	got, err := Parse(strings.NewReader("xfs LABEL=dumps\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Path != DefaultPath || got.FailureAction != Reboot || got.FinalAction != Reboot ||
+		got.TargetTimeout != DefaultTargetTimeout || got.Target.UUID != "" {
+		t.Errorf("defaults: %+v", *got)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	for _, tc := range []struct{ name, conf, want string }{
+		{"no target", "path /var/crash\n", "no dump target"},
+		{"unknown directive", "ext4 /dev/vda\nfrobnicate yes\n", "line 2: frobnicate: unknown directive"},
+		{"unsupported", "nfs server:/export\n", "line 1: nfs: not supported by ukdump"},
+		{"relative path", "ext4 /dev/vda\npath crash\n", `line 2: path: "crash" is not an absolute path`},
+		{"bad action", "ext4 /dev/vda\n\nfinal_action explode\n", `line 3: final_action: unknown action "explode"`},
+		{"bad device", "ext4 vda\n", `line 1: ext4: device "vda" is not UUID=`},
+		{"empty uuid", "ext4 UUID=\n", `line 1: ext4: device "UUID=" is not`},
+		{"two targets", "ext4 /dev/vda\nxfs /dev/vdb\n", "line 2: xfs given again (first on line 1)"},
+		{"missing arg", "ext4 /dev/vda\npath\n", "line 2: path: want one argument, have 0"},
+		{"bad timeout", "ext4 /dev/vda\ntarget_timeout -3\n", `line 2: target_timeout: "-3" is not a positive number`},
+		{"extra arg", "ext4 /dev/vda extra\n", "line 1: ext4: want one device"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse(strings.NewReader(tc.conf))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Parse error = %v, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestReadFile(t *testing.T) {
+	if _, err := ReadFile(filepath.Join(t.TempDir(), "missing.conf")); err == nil || !strings.Contains(err.Error(), "no such file") {
+		t.Errorf("missing file: err = %v", err)
+	}
+	name := filepath.Join(t.TempDir(), "ukdump.conf")
+	if err := os.WriteFile(name, []byte("ext4 /dev/vda\npath x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadFile(name); err == nil || !strings.Contains(err.Error(), name+": line 2: path") {
+		t.Errorf("bad file: err = %v, want file name and line", err)
+	}
+}
+
+func TestInitRoundTrip(t *testing.T) {
+	in := Init{
+		Target:        Target{FSType: "ext4", Spec: "LABEL=x", UUID: "u"},
+		Path:          "/var/crash",
+		Hostname:      "host",
+		Modules:       []string{"/lib/modules/virtio_blk.ko"},
+		TargetTimeout: Duration(90 * time.Second),
+		FailureAction: Reboot,
+		FinalAction:   Poweroff,
+	}
+	b, err := in.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"target_timeout": 90`) {
+		t.Errorf("timeout not in seconds: %s", b)
+	}
+	name := filepath.Join(t.TempDir(), "init.json")
+	if err := os.WriteFile(name, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := ReadInit(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Target != in.Target || out.TargetTimeout != in.TargetTimeout || out.FinalAction != Poweroff || out.Modules[0] != in.Modules[0] {
+		t.Errorf("round trip: %+v != %+v", out, in)
+	}
+}
+
+func TestInitValidate(t *testing.T) {
+	ok := Init{Target: Target{FSType: "ext4", UUID: "u"}, Path: "/p", TargetTimeout: 1, FailureAction: Reboot, FinalAction: Reboot}
+	for _, tc := range []struct {
+		name string
+		edit func(*Init)
+		want string
+	}{
+		{"no uuid", func(c *Init) { c.Target.UUID = "" }, "no UUID"},
+		{"fs", func(c *Init) { c.Target.FSType = "ntfs" }, `unsupported filesystem "ntfs"`},
+		{"path", func(c *Init) { c.Path = "rel" }, "not absolute"},
+		{"timeout", func(c *Init) { c.TargetTimeout = 0 }, "target_timeout"},
+		{"action", func(c *Init) { c.FinalAction = "" }, "unknown action"},
+	} {
+		c := ok
+		tc.edit(&c)
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: Validate = %v, want %q", tc.name, err, tc.want)
+		}
+	}
+	if err := ok.Validate(); err != nil {
+		t.Errorf("valid config refused: %v", err)
+	}
+}

@@ -1,0 +1,158 @@
+// Package config holds ukdump's two configurations: the administrator's
+// /etc/ukdump.conf (kdump.conf-style directives, read in the first kernel)
+// and Init, the typed configuration that the generator packs into the crash
+// initramfs and kdumpinit reads. Sharing one Go type between the generator
+// and the init means the two can never disagree about a field's meaning.
+package config
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"strings"
+	"time"
+)
+
+// Action is what the crash kernel does when it has finished or failed.
+type Action string
+
+// The actions a crash kernel can take at the end.
+const (
+	Reboot   Action = "reboot"
+	Poweroff Action = "poweroff"
+	Halt     Action = "halt"
+)
+
+// ParseAction accepts the action names of kdump.conf.
+func ParseAction(s string) (Action, error) {
+	switch a := Action(s); a {
+	case Reboot, Poweroff, Halt:
+		return a, nil
+	}
+	return "", fmt.Errorf("unknown action %q (want reboot, poweroff or halt)", s)
+}
+
+// Defaults for settings the administrator leaves out.
+const (
+	DefaultPath          = "/var/crash"
+	DefaultTargetTimeout = 60 * time.Second
+	DefaultConfigFile    = "/etc/ukdump.conf"
+)
+
+// Target is the filesystem that receives the dump.
+type Target struct {
+	// FSType is the filesystem type; see KnownFS.
+	FSType string `json:"fstype"`
+	// Spec is the device as the administrator wrote it: UUID=…, LABEL=… or a path.
+	Spec string `json:"spec"`
+	// UUID is the filesystem UUID, resolved in the first kernel, because device
+	// names are not stable across a kexec but UUIDs are.
+	UUID string `json:"uuid,omitempty"`
+	// Options are mount options.
+	Options string `json:"options,omitempty"`
+}
+
+// Init is the configuration of kdumpinit, written by the generator.
+type Init struct {
+	// Target is where the dump goes; Target.UUID must be set.
+	Target Target `json:"target"`
+	// Path is the directory on the target that holds dump directories.
+	Path string `json:"path"`
+	// Hostname names the dump directory; it is the first kernel's hostname.
+	Hostname string `json:"hostname"`
+	// Modules are the module files inside the initramfs, in load order.
+	Modules []string `json:"modules"`
+	// TargetTimeout bounds the wait for the target device.
+	TargetTimeout Duration `json:"target_timeout"`
+	// FailureAction is taken when the dump could not be written.
+	FailureAction Action `json:"failure_action"`
+	// FinalAction is taken after a successful dump.
+	FinalAction Action `json:"final_action"`
+}
+
+// InitPath is where the generator puts Init inside the initramfs.
+const InitPath = "etc/ukdump/init.json"
+
+// Validate reports the first problem that would stop kdumpinit.
+func (c *Init) Validate() error {
+	switch {
+	case c.Target.UUID == "":
+		return errors.New("config: target has no UUID")
+	case !KnownFS(c.Target.FSType):
+		return fmt.Errorf("config: unsupported filesystem %q", c.Target.FSType)
+	case !path.IsAbs(c.Path):
+		return fmt.Errorf("config: path %q is not absolute", c.Path)
+	case c.TargetTimeout <= 0:
+		return errors.New("config: target_timeout must be positive")
+	}
+	for _, a := range []Action{c.FailureAction, c.FinalAction} {
+		if _, err := ParseAction(string(a)); err != nil {
+			return fmt.Errorf("config: %w", err)
+		}
+	}
+	return nil
+}
+
+// Marshal encodes c for the initramfs.
+func (c *Init) Marshal() ([]byte, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return json.MarshalIndent(c, "", "  ")
+}
+
+// ReadInit reads and validates the Init written by the generator.
+func ReadInit(file string) (*Init, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	var c Init
+	if err := json.Unmarshal(b, &c); err != nil {
+		return nil, fmt.Errorf("config: %s: %w", file, err)
+	}
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("%w (in %s)", err, file)
+	}
+	return &c, nil
+}
+
+// Duration is a time.Duration that encodes as seconds in JSON, so the file
+// stays readable by people.
+type Duration time.Duration
+
+// MarshalJSON encodes d as a number of seconds.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(time.Duration(d).Seconds())
+}
+
+// UnmarshalJSON decodes a number of seconds.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s float64
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	*d = Duration(s * float64(time.Second))
+	return nil
+}
+
+// KnownFS reports whether fs can hold dumps. Each such type is also the name
+// of the kernel module that provides it.
+func KnownFS(fs string) bool {
+	switch fs {
+	case "ext4", "ext3", "ext2", "xfs", "btrfs":
+		return true
+	}
+	return false
+}
+
+func validSpec(spec string) bool {
+	for _, k := range []string{"UUID=", "LABEL="} {
+		if strings.HasPrefix(spec, k) && len(spec) > len(k) {
+			return true
+		}
+	}
+	return strings.HasPrefix(spec, "/dev/")
+}

@@ -1,0 +1,184 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ukdump/ukdump/pkg/qemu"
+)
+
+// Guest sizes for the stock Debian kernel. The reservation can be set with
+// UKDUMP_E2E_CRASHKERNEL to find the smallest that still works.
+const guestMiB = 512
+
+func crashKernelSize() string {
+	if s := os.Getenv("UKDUMP_E2E_CRASHKERNEL"); s != "" {
+		return s
+	}
+	return "160M"
+}
+
+var hostTools = []string{"qemu-system-x86_64", "mkfs.ext4", "debugfs", "makedumpfile"}
+
+// TestCrashCycle is the whole product on its default path: a first kernel
+// runs the real "ukdump load", crashes, and the crash kernel dumps to an
+// ext4 disk. The host checks the dump with tools we did not write.
+func TestCrashCycle(t *testing.T) {
+	requireTools(t, hostTools...)
+	k := testKernel(t)
+	dir := outDir(t)
+	uuid := newUUID()
+	disk := filepath.Join(dir, "disk.img")
+	makeExt4(t, disk, uuid, 700)
+	marker := randomHex(8)
+
+	c := runCycle(t, dir, cycleOptions{
+		Kernel:      k,
+		Conf:        "# written by the e2e test\next4 UUID=" + uuid + "\npath /var/crash\n",
+		Disk:        disk,
+		MemoryMiB:   guestMiB,
+		CrashKernel: crashKernelSize(),
+		Params:      "ukdump.marker=" + marker,
+		Timeout:     8 * time.Minute,
+		Modules:     []string{"virtio_pci", "virtio_blk"},
+	})
+	if c.Err != nil {
+		t.Fatalf("kdump cycle: %v", c.Err)
+	}
+	for _, want := range []string{
+		"FIRSTINIT CHECK missing-config PASS",
+		"FIRSTINIT CHECK missing-kernel PASS",
+		"FIRSTINIT kexec_crash_loaded=1",
+		"crash kernel loaded: yes",
+	} {
+		if !strings.Contains(c.First, want) {
+			t.Errorf("first kernel console lacks %q", want)
+		}
+	}
+	if !strings.Contains(c.Crash, "kdumpinit: dump complete") || strings.Contains(c.Crash, "FAILED") {
+		t.Fatalf("crash kernel did not complete the dump:\n%s", qemu.Tail(c.Crash, 40))
+	}
+
+	dumpRoot := filepath.Join(dir, "dump")
+	extract(t, disk, "/var/crash", dumpRoot)
+	dumps, _ := filepath.Glob(filepath.Join(dumpRoot, "crash", "*"))
+	if len(dumps) != 1 {
+		t.Fatalf("want one dump directory, have %v", dumps)
+	}
+	if !regexp.MustCompile(`/[^/]+-\d{4}-\d\d-\d\d-\d\d:\d\d:\d\d$`).MatchString(dumps[0]) {
+		t.Errorf("dump directory %s is not <host>-<YYYY-MM-DD-HH:MM:SS>", dumps[0])
+	}
+	files, _ := os.ReadDir(dumps[0])
+	if len(files) != 1 || files[0].Name() != "vmcore" {
+		t.Fatalf("dump directory holds %v, want only vmcore", files)
+	}
+	vmcore := filepath.Join(dumps[0], "vmcore")
+	ram, crash := iomem(t, c.First)
+	loaded := checkELFCore(t, vmcore, ram, crash)
+
+	dmesg := filepath.Join(dir, "vmcore-dmesg.txt")
+	out, err := exec.Command("makedumpfile", "--dump-dmesg", vmcore, dmesg).CombinedOutput()
+	if err != nil {
+		t.Fatalf("makedumpfile --dump-dmesg: %v\n%s", err, out)
+	}
+	log, err := os.ReadFile(dmesg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(log), "UKDUMP-MARKER "+marker) {
+		t.Errorf("the dead kernel's log (from makedumpfile) lacks the marker %s", marker)
+	}
+	writeReport(t, dir, c, vmcore, loaded, string(log))
+}
+
+// writeReport leaves the figures a person wants after a demo run.
+func writeReport(t *testing.T, dir string, c cycle, vmcore string, loaded uint64, dmesg string) {
+	st, _ := os.Stat(vmcore)
+	var b strings.Builder
+	fmt.Fprintf(&b, "dump:            %s (%d MiB; %d MiB of memory in PT_LOAD)\n", vmcore, st.Size()>>20, loaded>>20)
+	if m := regexp.MustCompile(`initramfs: .*`).FindString(c.First); m != "" {
+		fmt.Fprintf(&b, "crash initramfs: %s\n", strings.TrimPrefix(m, "initramfs: "))
+	}
+	if done, ok := stamp(c.Crash, "kdumpinit: dump complete"); ok {
+		start, _ := stamp(c.Crash, "kdumpinit: ukdump crash kernel init starting")
+		fmt.Fprintf(&b, "crash kernel:    %.1f s from boot to dump complete (init started at %.1f s)\n", done, start)
+	}
+	if m := regexp.MustCompile(`peak memory \(VmHWM\) (.*)`).FindStringSubmatch(c.Crash); m != nil {
+		fmt.Fprintf(&b, "kdumpinit peak:  %s\n", m[1])
+	}
+	fmt.Fprintf(&b, "qemu wall time:  %.1f s for the whole cycle\n", c.Result.Duration.Seconds())
+	fmt.Fprintf(&b, "last kernel log lines in the dump:\n%s", qemu.Tail(dmesg, 8))
+	report := b.String()
+	t.Logf("report:\n%s", report)
+	if err := os.WriteFile(filepath.Join(dir, "report.txt"), []byte(report), 0o644); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestTargetNeverAppears: the target disk loses its filesystem between load
+// and crash. The crash kernel must give up after target_timeout, take the
+// failure action (QEMU exits on the reboot) and write nothing.
+func TestTargetNeverAppears(t *testing.T) {
+	requireTools(t, hostTools...)
+	k := testKernel(t)
+	dir := outDir(t)
+	uuid := newUUID()
+	disk := filepath.Join(dir, "disk.img")
+	makeExt4(t, disk, uuid, 64)
+
+	c := runCycle(t, dir, cycleOptions{
+		Kernel:      k,
+		Conf:        "ext4 UUID=" + uuid + "\ntarget_timeout 10\nfailure_action reboot\n",
+		Disk:        disk,
+		MemoryMiB:   guestMiB,
+		CrashKernel: crashKernelSize(),
+		Params:      "ukdump.scenario=vanish",
+		Timeout:     5 * time.Minute,
+		Modules:     []string{"virtio_pci", "virtio_blk"},
+	})
+	if c.Err != nil {
+		t.Fatalf("kdump cycle did not end by itself: %v", c.Err)
+	}
+	if !strings.Contains(c.First, "FIRSTINIT wiped the target superblock magic") {
+		t.Fatalf("first kernel did not get to the crash:\n%s", qemu.Tail(c.First, 30))
+	}
+	for _, want := range []string{
+		"kdumpinit: FAILED at wait for target: ext4 UUID=" + uuid + " did not appear within 10s",
+		"kdumpinit: reboot",
+	} {
+		if !strings.Contains(c.Crash, want) {
+			t.Errorf("crash console lacks %q:\n%s", want, qemu.Tail(c.Crash, 20))
+		}
+	}
+	if strings.Contains(c.Crash, "dump complete") {
+		t.Error("crash kernel claims a dump")
+	}
+	failedAt, _ := stamp(c.Crash, "FAILED at wait for target")
+	start, _ := stamp(c.Crash, "waiting up to")
+	if d := failedAt - start; d < 9.5 || d > 20 {
+		t.Errorf("gave up %.1f s after starting to wait, want about 10 s", d)
+	}
+
+	// Put the magic back to look inside: nothing may have been written.
+	f, err := os.OpenFile(disk, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte{0x53, 0xef}, 1024+56); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	out, err := exec.Command("debugfs", "-R", "ls -l /", disk).CombinedOutput()
+	if err != nil {
+		t.Fatalf("debugfs: %v\n%s", err, out)
+	}
+	if strings.Contains(string(out), "var") {
+		t.Errorf("something was written to the target:\n%s", out)
+	}
+}

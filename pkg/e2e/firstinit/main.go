@@ -1,0 +1,180 @@
+// Command firstinit is test-only code: PID 1 of the first kernel in the
+// end-to-end tests. It plays the part of a booted system with ukdump
+// installed: it mounts the dump disk, leaves a marker in the kernel log,
+// checks that ukdump refuses bad input, runs the real "ukdump load" and
+// crashes the kernel with sysrq.
+//
+// Kernel command line parameters (read from /proc/cmdline):
+//
+//	ukdump.marker=TEXT       written to the kernel log before the crash
+//	ukdump.scenario=NAME     "dump" (default) or "vanish": after loading,
+//	                         wipe the target's superblock magic so the
+//	                         crash kernel never finds its UUID
+//
+// Every line that the test reads starts with "FIRSTINIT ".
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ukdump/ukdump/pkg/kmod"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Printf("FIRSTINIT FAILED: %v\n", err)
+		unix.Sync()
+		unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
+	}
+	select {}
+}
+
+func say(format string, args ...any) {
+	fmt.Printf("FIRSTINIT "+format+"\n", args...)
+}
+
+func run() error {
+	for _, m := range []struct{ src, dir, fs string }{
+		{"proc", "/proc", "proc"}, {"sysfs", "/sys", "sysfs"}, {"devtmpfs", "/dev", "devtmpfs"},
+	} {
+		os.MkdirAll(m.dir, 0o755)
+		if err := unix.Mount(m.src, m.dir, m.fs, 0, ""); err != nil && err != unix.EBUSY {
+			return fmt.Errorf("mount %s: %w", m.dir, err)
+		}
+	}
+	params := cmdlineParams()
+	if err := loadModules(); err != nil {
+		return err
+	}
+	if err := waitFor("/dev/vda", 30*time.Second); err != nil {
+		return err
+	}
+	os.MkdirAll("/mnt", 0o755)
+	if err := unix.Mount("/dev/vda", "/mnt", "ext4", 0, ""); err != nil {
+		return fmt.Errorf("mount /dev/vda: %w", err)
+	}
+	say("mounted /dev/vda")
+
+	badInputChecks()
+
+	iomem, err := os.ReadFile("/proc/iomem")
+	if err != nil {
+		return err
+	}
+	for _, l := range strings.Split(string(iomem), "\n") {
+		if strings.HasSuffix(l, " : System RAM") || strings.HasSuffix(l, " : Crash kernel") {
+			say("IOMEM %s", strings.TrimSpace(l))
+		}
+	}
+
+	out, err := exec.Command("/usr/bin/ukdump", "load").CombinedOutput()
+	fmt.Printf("%s", out)
+	if err != nil {
+		return fmt.Errorf("ukdump load: %w", err)
+	}
+	loaded, _ := os.ReadFile("/sys/kernel/kexec_crash_loaded")
+	say("kexec_crash_loaded=%s", strings.TrimSpace(string(loaded)))
+	if strings.TrimSpace(string(loaded)) != "1" {
+		return fmt.Errorf("crash kernel not loaded after ukdump load")
+	}
+	out, _ = exec.Command("/usr/bin/ukdump", "status").CombinedOutput()
+	fmt.Printf("%s", out)
+
+	if params["ukdump.scenario"] == "vanish" {
+		if err := wipeSuperblock(); err != nil {
+			return err
+		}
+	}
+	marker := params["ukdump.marker"]
+	if err := os.WriteFile("/dev/kmsg", []byte("<5>UKDUMP-MARKER "+marker+"\n"), 0); err != nil {
+		return fmt.Errorf("kmsg: %w", err)
+	}
+	unix.Sync()
+	say("crashing")
+	return os.WriteFile("/proc/sysrq-trigger", []byte("c"), 0)
+}
+
+// badInputChecks runs ukdump with inputs it must refuse and reports each
+// result; the host test asserts on the lines.
+func badInputChecks() {
+	for _, c := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"missing-config", []string{"load", "--config", "/etc/nonexistent.conf"}, "no such file"},
+		{"missing-kernel", []string{"load", "--kernel", "/boot/nonexistent"}, "crash kernel"},
+	} {
+		out, err := exec.Command("/usr/bin/ukdump", c.args...).CombinedOutput()
+		ee, isExit := err.(*exec.ExitError)
+		ok := isExit && ee.ExitCode() == 1 && bytes.Contains(out, []byte(c.want))
+		result := "FAIL"
+		if ok {
+			result = "PASS"
+		}
+		say("CHECK %s %s: %s", c.name, result, strings.TrimSpace(string(out)))
+	}
+}
+
+func cmdlineParams() map[string]string {
+	b, _ := os.ReadFile("/proc/cmdline")
+	m := map[string]string{}
+	for _, f := range strings.Fields(string(b)) {
+		k, v, _ := strings.Cut(f, "=")
+		m[k] = v
+	}
+	return m
+}
+
+func loadModules() error {
+	var uts unix.Utsname
+	unix.Uname(&uts)
+	tree, err := kmod.Open("/lib/modules/" + unix.ByteSliceToString(uts.Release[:]))
+	if err != nil {
+		return err
+	}
+	mods, err := tree.Resolve("virtio_pci", "virtio_blk")
+	if err != nil {
+		return err
+	}
+	for _, m := range mods {
+		if err := kmod.Load(m.Path, ""); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func waitFor(path string, limit time.Duration) error {
+	for end := time.Now().Add(limit); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		if _, err := os.Stat(path); err == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s did not appear within %s", path, limit)
+}
+
+// wipeSuperblock makes the target's UUID vanish, as if the disk had failed
+// between load and crash.
+func wipeSuperblock() error {
+	if err := unix.Unmount("/mnt", 0); err != nil {
+		return fmt.Errorf("unmount: %w", err)
+	}
+	f, err := os.OpenFile("/dev/vda", os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := f.WriteAt([]byte{0, 0}, 1024+56); err != nil {
+		return err
+	}
+	say("wiped the target superblock magic")
+	return f.Sync()
+}

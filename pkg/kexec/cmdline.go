@@ -1,0 +1,71 @@
+package kexec
+
+import "strings"
+
+// CrashArgs are added to every crash kernel command line. They are what
+// kdump tools have learnt a crash kernel needs: one CPU (each costs memory
+// and the dead kernel's other CPUs are stopped anyway), devices reset from
+// whatever state the panic left them in, interrupts polled because their
+// routing may be stale, and a reboot soon after any panic of the crash
+// kernel itself, so a failed dump never hangs the machine.
+const CrashArgs = "nr_cpus=1 reset_devices irqpoll panic=10 cgroup_disable=memory mce=off numa=off " +
+	"acpi_no_memhotplug transparent_hugepage=never novmcoredd cma=0 hugetlb_cma=0"
+
+// dropped reports whether a first-kernel argument must not reach the crash
+// kernel: the reservation itself, anything that sizes or places memory the
+// crash kernel does not have, CPU counts, quietness (the console is the only
+// record of a failed dump), the root and init of the first system, and the
+// options CrashArgs sets.
+func dropped(arg string) bool {
+	name, _, _ := strings.Cut(arg, "=")
+	switch name {
+	case "crashkernel", "quiet", "splash", "rhgb", "hugepages", "hugepagesz", "default_hugepagesz",
+		"nr_cpus", "maxcpus", "possible_cpus", "panic", "root", "rootflags", "rootfstype", "ro", "rw",
+		"init", "rdinit", "resume", "resume_offset", "initrd", "BOOT_IMAGE", "cma", "hugetlb_cma",
+		"kfence.sample_interval", "memmap", "mem", "movablecore", "kernelcore", "loglevel", "irqpoll",
+		"reset_devices", "cgroup_disable", "mce", "numa", "transparent_hugepage", "acpi_no_memhotplug",
+		"novmcoredd", "elfcorehdr", "dmcryptkeys", "kexec_jump_back_entry":
+		return true
+	}
+	return strings.HasPrefix(name, "rd.") || strings.HasPrefix(name, "systemd.")
+}
+
+// CrashCmdline derives the crash kernel command line from the running one.
+// Arguments that hold quotes are kept whole.
+func CrashCmdline(running string, extra []string) string {
+	var out []string
+	for _, arg := range splitArgs(running) {
+		if !dropped(arg) {
+			out = append(out, arg)
+		}
+	}
+	out = append(out, CrashArgs)
+	out = append(out, extra...)
+	return strings.Join(out, " ")
+}
+
+// splitArgs splits a kernel command line at spaces outside double quotes,
+// as the kernel does.
+func splitArgs(s string) []string {
+	var args []string
+	var cur strings.Builder
+	quoted := false
+	for _, r := range strings.TrimSpace(s) {
+		switch {
+		case r == '"':
+			quoted = !quoted
+			cur.WriteRune(r)
+		case (r == ' ' || r == '\n' || r == '\t') && !quoted:
+			if cur.Len() > 0 {
+				args = append(args, cur.String())
+				cur.Reset()
+			}
+		default:
+			cur.WriteRune(r)
+		}
+	}
+	if cur.Len() > 0 {
+		args = append(args, cur.String())
+	}
+	return args
+}

@@ -1,0 +1,54 @@
+package kexec
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestCrashCmdline(t *testing.T) {
+	for _, tc := range []struct{ running, want string }{
+		{
+			"BOOT_IMAGE=/vmlinuz root=UUID=1 ro quiet splash crashkernel=256M console=ttyS0,115200 panic=5\n",
+			"console=ttyS0,115200 " + CrashArgs,
+		},
+		{
+			`console=tty0 dyndbg="file foo.c +p" rd.luks.uuid=x systemd.unit=a nr_cpus=8 net.ifnames=0`,
+			`console=tty0 dyndbg="file foo.c +p" net.ifnames=0 ` + CrashArgs,
+		},
+		{"", CrashArgs},
+	} {
+		if got := CrashCmdline(tc.running, nil); got != tc.want {
+			t.Errorf("CrashCmdline(%q)\n got %q\nwant %q", tc.running, got, tc.want)
+		}
+	}
+	if got := CrashCmdline("console=ttyS0", []string{"loglevel=7"}); !strings.HasSuffix(got, " loglevel=7") {
+		t.Errorf("extra args not appended last: %q", got)
+	}
+}
+
+func TestReadStatus(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := ReadStatus(dir); err == nil {
+		t.Error("ReadStatus without sysfs files succeeded")
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "kernel"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write := func(name, v string) {
+		if err := os.WriteFile(filepath.Join(dir, "kernel", name), []byte(v), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("kexec_crash_loaded", "1\n")
+	write("kexec_crash_size", "268435456\n")
+	st, err := ReadStatus(dir)
+	if err != nil || !st.Loaded || st.Reserved != 256<<20 {
+		t.Errorf("ReadStatus = %+v, %v", st, err)
+	}
+	write("kexec_crash_size", "lots\n")
+	if _, err := ReadStatus(dir); err == nil {
+		t.Error("garbage size accepted")
+	}
+}

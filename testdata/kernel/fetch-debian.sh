@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# fetch-debian.sh: fetch Debian 12's stock cloud kernel for the QEMU tests.
+#
+# The newest linux-image-6.1.0-N-cloud-amd64 package that apt knows about is
+# downloaded (not installed) and unpacked into a cache outside the repository:
+#
+#   ${UKDUMP_CACHE:-$HOME/.cache/ukdump}/kernels/<package>_<version>/
+#       <package>_<version>_amd64.deb   the downloaded package
+#       deb.sha256                      its sha256 (checked against apt's index)
+#       root/                           dpkg-deb -x output: boot/vmlinuz-<kver>,
+#                                       lib/modules/<kver>/ (no modules.dep)
+#       .complete                       written last; its presence means done
+#
+# stdout: exactly one line, the absolute path of root/. All chatter goes to
+# stderr so callers (go test, CI) can capture the path with $(...).
+#
+# apt-get update is run only when apt-cache knows no such package (a fresh
+# machine). If that fails, the newest complete extraction already in the cache
+# is used so an offline machine with a warm cache still works.
+set -euo pipefail
+
+log() { printf 'fetch-debian: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+for tool in apt-cache apt-get dpkg-deb sha256sum flock sort; do
+	command -v "$tool" >/dev/null 2>&1 || die "required tool '$tool' not found (is this Debian 12?)"
+done
+
+pattern='^linux-image-6\.1\.0-[0-9]+-cloud-amd64$'
+cache_root="${UKDUMP_CACHE:-$HOME/.cache/ukdump}/kernels"
+mkdir -p "$cache_root"
+cache_root="$(cd "$cache_root" && pwd -P)"
+
+# Concurrent `go test` packages may call this at once; serialise on one lock
+# so they neither download twice nor see a half-extracted tree.
+exec 9>"$cache_root/.lock"
+flock 9
+
+# newest_package prints "<package> <version>" for the newest package whose
+# name matches $pattern and which has an installable candidate, or nothing.
+newest_package() {
+	local names name candidate
+	names="$(apt-cache search --names-only "$pattern" 2>/dev/null | awk '{print $1}' | grep -E "$pattern" | sort -V -r || true)"
+	for name in $names; do
+		candidate="$(apt-cache policy "$name" 2>/dev/null | awk '/^  Candidate:/ {print $2}')"
+		if [[ -n "$candidate" && "$candidate" != "(none)" ]]; then
+			printf '%s %s\n' "$name" "$candidate"
+			return 0
+		fi
+	done
+}
+
+# newest_cached prints the root/ of the newest complete extraction, if any.
+newest_cached() {
+	local d best=""
+	while IFS= read -r d; do
+		[[ -f "$d/.complete" && -d "$d/root" ]] && best="$d"
+	done < <(find "$cache_root" -mindepth 1 -maxdepth 1 -type d -name 'linux-image-6.1.0-*-cloud-amd64_*' | sort -V)
+	[[ -n "$best" ]] && printf '%s\n' "$best/root"
+}
+
+# update_lists runs apt-get update; when that fails (offline), it falls back
+# to the newest complete extraction in the cache, or gives up.
+update_lists() {
+	log "running apt-get update ($*)"
+	apt-get update >&2 && return 0
+	local cached
+	if cached="$(newest_cached)"; then
+		log "apt-get update failed; using cached $cached"
+		printf '%s\n' "$cached"
+		exit 0
+	fi
+	die "apt-get update failed and the cache $cache_root holds no complete kernel"
+}
+
+# fetch downloads, verifies and extracts one package version, printing the
+# extracted root. When the download itself fails, which stale package lists
+# cause once the mirror has dropped that version, it prints nothing and sets
+# download_failed instead of dying. It reports through a variable, not its
+# status, because bash ignores set -e inside a function called as a condition.
+fetch() {
+	local pkg="$1" version="$2" dir deb want got
+	local -a debs apt_opts=()
+	# Epochs contain ':' which is awkward in paths; apt uses %3a for the same.
+	dir="$cache_root/${pkg}_${version//:/%3a}"
+	if [[ -f "$dir/.complete" && -d "$dir/root" ]]; then
+		log "using cached $pkg $version"
+		printf '%s\n' "$dir/root"
+		return 0
+	fi
+
+	log "fetching $pkg $version into $dir"
+	# Start clean: a directory without .complete is a leftover of an interrupted run.
+	rm -rf "$dir"
+	mkdir -p "$dir/dl"
+	# As root apt drops to the _apt user for downloads, which cannot reach a
+	# cache under /root; downloading as root avoids a scary (harmless) warning.
+	[[ $EUID -ne 0 ]] || apt_opts=(-o APT::Sandbox::User=root)
+	if ! (cd "$dir/dl" && apt-get "${apt_opts[@]}" download "$pkg=$version" >&2); then
+		rm -rf "$dir"
+		download_failed=true
+		return 0
+	fi
+
+	debs=("$dir"/dl/*.deb)
+	[[ ${#debs[@]} -eq 1 && -f "${debs[0]}" ]] || die "apt-get download left ${#debs[@]} files in $dir/dl"
+	deb="$dir/$(basename "${debs[0]}")"
+	mv "${debs[0]}" "$deb"
+	rmdir "$dir/dl"
+
+	want="$(apt-cache show "$pkg=$version" 2>/dev/null | awk '/^SHA256:/ {print $2; exit}')"
+	got="$(sha256sum "$deb" | awk '{print $1}')"
+	[[ -n "$want" ]] || die "apt-cache show has no SHA256 for $pkg=$version"
+	[[ "$got" == "$want" ]] || die "sha256 mismatch for $deb: got $got, index says $want"
+	printf '%s  %s\n' "$got" "$(basename "$deb")" >"$dir/deb.sha256"
+
+	dpkg-deb -x "$deb" "$dir/root.tmp"
+	compgen -G "$dir/root.tmp/boot/vmlinuz-*" >/dev/null || die "$deb contains no boot/vmlinuz-*"
+	mv "$dir/root.tmp" "$dir/root"
+
+	# Re-check the .deb on disk right before declaring success, so .complete
+	# always vouches for a file whose hash matches the index.
+	(cd "$dir" && sha256sum --check --quiet deb.sha256 >&2) || die "sha256 re-check failed for $deb"
+	: >"$dir/.complete"
+
+	log "extracted $(basename "$(compgen -G "$dir/root/boot/vmlinuz-*" | head -n1)")"
+	printf '%s\n' "$dir/root"
+}
+
+updated=false
+found="$(newest_package)"
+if [[ -z "$found" ]]; then
+	update_lists "apt-cache knows no package matching $pattern"
+	updated=true
+	found="$(newest_package)"
+fi
+[[ -n "$found" ]] || die "no package matching $pattern is available (is this Debian 12 with main enabled?)"
+read -r pkg version <<<"$found"
+
+download_failed=false
+fetch "$pkg" "$version"
+if $download_failed; then
+	$updated && die "apt-get download $pkg=$version failed"
+	update_lists "downloading $pkg=$version failed; the package lists may be stale"
+	found="$(newest_package)"
+	[[ -n "$found" ]] || die "no package matching $pattern is available after apt-get update"
+	read -r pkg version <<<"$found"
+	download_failed=false
+	fetch "$pkg" "$version"
+	! $download_failed || die "apt-get download $pkg=$version failed"
+fi
