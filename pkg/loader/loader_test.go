@@ -1,0 +1,136 @@
+package loader
+
+import (
+	"encoding/binary"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ukdump/ukdump/pkg/blockdev"
+)
+
+const uuid = "12345678-9abc-def0-0123-456789abcdef"
+
+// fakeSystem makes a sysfs with one virtio disk vda holding an ext4
+// superblock, a module tree with virtio_blk, and a kernel file.
+func fakeSystem(t *testing.T, conf string) Options {
+	t.Helper()
+	root := t.TempDir()
+	sys, dev := filepath.Join(root, "sys"), filepath.Join(root, "dev")
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	write := func(p, s string) {
+		must(os.MkdirAll(filepath.Dir(p), 0o755))
+		must(os.WriteFile(p, []byte(s), 0o644))
+	}
+	link := func(target, p string) {
+		must(os.MkdirAll(filepath.Dir(p), 0o755))
+		must(os.Symlink(target, p))
+	}
+	vda := filepath.Join(sys, "devices/pci0000:00/0000:00:04.0/virtio1/block/vda")
+	write(filepath.Join(vda, "size"), "2048\n")
+	link("../../devices/pci0000:00/0000:00:04.0/virtio1/block/vda", filepath.Join(sys, "class/block/vda"))
+	link("../../../../bus/virtio/drivers/virtio_blk", filepath.Join(sys, "devices/pci0000:00/0000:00:04.0/virtio1/driver"))
+	link("../../../../module/virtio_blk", filepath.Join(sys, "bus/virtio/drivers/virtio_blk/module"))
+	write(filepath.Join(sys, "module/virtio_blk/initstate"), "live\n")
+	// crc32c is built in: sysfs has the module directory but no initstate.
+	write(filepath.Join(sys, "module/crc32c_intel/parameters/x"), "")
+
+	sb := make([]byte, 4096)
+	binary.LittleEndian.PutUint16(sb[1024+56:], 0xEF53)
+	copy(sb[1024+104:], []byte{0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0, 0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef})
+	must(os.MkdirAll(dev, 0o755))
+	must(os.WriteFile(filepath.Join(dev, "vda"), sb, 0o644))
+
+	mods := filepath.Join(root, "modules")
+	write(filepath.Join(mods, "kernel/virtio_blk.ko"), "x")
+	write(filepath.Join(mods, "kernel/nvme.ko"), "x")
+	write(filepath.Join(mods, "modules.dep"), "kernel/virtio_blk.ko:\nkernel/nvme.ko:\n")
+	write(filepath.Join(mods, "modules.builtin"), "kernel/fs/ext4/ext4.ko\n")
+	write(filepath.Join(root, "vmlinuz"), "kernel")
+	write(filepath.Join(root, "ukdump.conf"), conf)
+	return Options{
+		ConfigFile: filepath.Join(root, "ukdump.conf"),
+		Kernel:     filepath.Join(root, "vmlinuz"),
+		ModuleDir:  mods,
+		Init:       filepath.Join(root, "kdumpinit"),
+		Cmdline:    "console=ttyS0 crashkernel=256M",
+		Sys:        blockdev.Sys{SysDir: sys, DevDir: dev},
+		StateFile:  filepath.Join(root, "state.json"),
+	}
+}
+
+func TestPrepare(t *testing.T) {
+	o := fakeSystem(t, "ext4 LABEL=\npath /crash\nextra_modules nvme crc32c_intel\n")
+	if _, err := Prepare(o); err == nil {
+		t.Fatal("empty label accepted")
+	}
+	o = fakeSystem(t, "ext4 UUID="+strings.ToUpper(uuid)+"\npath /crash\nextra_modules nvme crc32c_intel\ntarget_timeout 7\n")
+	p, err := Prepare(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := p.Build.Config
+	if c.Target.UUID != uuid || c.Path != "/crash" || c.Target.FSType != "ext4" || c.Hostname == "" {
+		t.Errorf("init config = %+v", c)
+	}
+	// ext4 is built in (modules.builtin), crc32c_intel too (sysfs).
+	if got := strings.Join(p.Build.Modules, " "); got != "virtio_blk nvme" {
+		t.Errorf("modules = %q, want virtio_blk nvme", got)
+	}
+	if p.Target.Name != "vda" {
+		t.Errorf("target device = %+v", p.Target)
+	}
+}
+
+func TestPrepareErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		conf string
+		edit func(*Options)
+		want string
+	}{
+		{"missing config", "", func(o *Options) { o.ConfigFile += ".missing" }, "no such file"},
+		{"bad line", "ext4 UUID=" + uuid + "\nbogus 1\n", nil, "line 2: bogus: unknown directive"},
+		{"missing kernel", "ext4 UUID=" + uuid + "\n", func(o *Options) { o.Kernel = "/nonexistent/vmlinuz" }, "crash kernel: stat /nonexistent/vmlinuz"},
+		{"target absent", "ext4 UUID=00000000-0000-0000-0000-000000000000\n", nil, "dump target: blockdev: UUID=00000000-0000-0000-0000-000000000000: no such device"},
+		{"wrong fs", "xfs UUID=" + uuid + "\n", nil, "holds ext4, not xfs"},
+		{"missing module dir", "ext4 UUID=" + uuid + "\n", func(o *Options) { o.ModuleDir = "/nonexistent/modules" }, "/nonexistent/modules"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := fakeSystem(t, tc.conf)
+			if tc.edit != nil {
+				tc.edit(&o)
+			}
+			if _, err := Prepare(o); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Prepare error = %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestState(t *testing.T) {
+	name := filepath.Join(t.TempDir(), "run", "state.json")
+	if st, err := ReadState(name); st != nil || err != nil {
+		t.Errorf("no state file: %v, %v", st, err)
+	}
+	in := &State{Kernel: "/boot/vmlinuz", Target: "ext4 UUID=x", InitramfsSize: 1234}
+	if err := writeState(name, in); err != nil {
+		t.Fatal(err)
+	}
+	out, err := ReadState(name)
+	if err != nil || out.Kernel != in.Kernel || out.InitramfsSize != 1234 {
+		t.Errorf("ReadState = %+v, %v", out, err)
+	}
+	if err := RemoveState(name); err != nil {
+		t.Fatal(err)
+	}
+	if err := RemoveState(name); err != nil {
+		t.Errorf("removing a missing state file: %v", err)
+	}
+}
