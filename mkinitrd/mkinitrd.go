@@ -48,7 +48,13 @@ type Options struct {
 	Modules []string
 	// Compression defaults to Gzip, which every kernel can unpack.
 	Compression Compression
+	// Secrets go into a separate uncompressed archive (see Secret). Only
+	// for images built in memory: never give secrets for a file.
+	Secrets []Secret
 }
+
+// SecretsDir is where Secrets live inside the initramfs.
+const SecretsDir = "etc/ukdump/keys"
 
 // Entry is one file in the archive.
 type Entry struct {
@@ -62,6 +68,9 @@ type Report struct {
 	Compression Compression
 	// Uncompressed and Size are the archive's bytes before and after compression.
 	Uncompressed, Size int64
+	// SecretsAt and SecretsLen locate the secrets archive in the output,
+	// so that the caller can overwrite it once the kernel has its copy.
+	SecretsAt, SecretsLen int64
 }
 
 // Print writes a human-readable listing of r.
@@ -132,8 +141,20 @@ func Build(w io.Writer, o Options) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mkinitrd: %s: %w", o.Compression, err)
 	}
+	rep := &Report{Compression: o.Compression, Uncompressed: int64(raw.Len()), Size: n}
+	if len(o.Secrets) > 0 {
+		m, err := writeSecrets(w, n, o.Secrets, SecretsDir)
+		if err != nil {
+			return nil, fmt.Errorf("mkinitrd: secrets: %w", err)
+		}
+		rep.SecretsAt, rep.SecretsLen, rep.Size = n, m, n+m
+		for _, s := range o.Secrets {
+			rb.files = append(rb.files, Entry{Name: s.Name + " (in memory only)", Size: int64(len(s.Data))})
+		}
+	}
 	sort.Slice(rb.files, func(i, j int) bool { return rb.files[i].Name < rb.files[j].Name })
-	return &Report{Files: rb.files, Compression: o.Compression, Uncompressed: int64(raw.Len()), Size: n}, nil
+	rep.Files = rb.files
+	return rep, nil
 }
 
 // records collects cpio records with inode numbers assigned in order, which

@@ -225,3 +225,52 @@ func TestCompressionFor(t *testing.T) {
 		t.Errorf("no config: %s, want gzip", got)
 	}
 }
+
+func TestBuildSecrets(t *testing.T) {
+	o := options(t)
+	key := []byte("0123456789abcdef0123456789abcdef")
+	o.Secrets = []Secret{{Name: SecretsDir + "/vol.key", Data: key}}
+	var buf bytes.Buffer
+	rep, err := Build(&buf, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.SecretsAt <= 0 || rep.SecretsAt+rep.SecretsLen != int64(buf.Len()) || rep.Size != int64(buf.Len()) {
+		t.Fatalf("secrets at %d+%d, image %d bytes", rep.SecretsAt, rep.SecretsLen, buf.Len())
+	}
+	main := buf.Bytes()[:rep.SecretsAt]
+	if bytes.Contains(unpackRaw(t, main), key) {
+		t.Error("key inside the compressed archive")
+	}
+	secrets := buf.Bytes()[rep.SecretsAt:]
+	trimmed := bytes.TrimLeft(secrets, "\x00")
+	if pad := len(secrets) - len(trimmed); (rep.SecretsAt+int64(pad))%4 != 0 || pad > 3 {
+		t.Errorf("secrets archive starts at %d, not 4-byte aligned", rep.SecretsAt+int64(pad))
+	}
+	recs, err := cpio.ReadAllRecords(cpio.Newc.Reader(bytes.NewReader(trimmed)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 2 || recs[0].Name != SecretsDir || recs[1].Name != SecretsDir+"/vol.key" || recs[1].Mode != cpio.S_IFREG|0o400 {
+		t.Fatalf("secrets archive records: %v", recs)
+	}
+	got, _ := io.ReadAll(io.NewSectionReader(recs[1].ReaderAt, 0, int64(recs[1].FileSize)))
+	if !bytes.Equal(got, key) {
+		t.Errorf("key file holds %q", got)
+	}
+	if !bytes.Equal(key, []byte("0123456789abcdef0123456789abcdef")) {
+		t.Error("Build changed the caller's key")
+	}
+}
+
+func unpackRaw(t *testing.T, b []byte) []byte {
+	zr, err := gzip.NewReader(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}

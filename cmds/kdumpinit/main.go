@@ -20,8 +20,10 @@ import (
 	"github.com/ukdump/ukdump/pkg/blockdev"
 	"github.com/ukdump/ukdump/pkg/capture"
 	"github.com/ukdump/ukdump/pkg/config"
+	"github.com/ukdump/ukdump/pkg/keys"
 	"github.com/ukdump/ukdump/pkg/kmod"
 	"github.com/ukdump/ukdump/pkg/kmsg"
+	"github.com/ukdump/ukdump/pkg/unlock"
 )
 
 // stallTimeout ends a dump that makes no progress at all, e.g. a disk that
@@ -64,20 +66,46 @@ func main() {
 	kick()
 	go watchdog(log, &lastKick, cfg.TargetTimeout, action)
 
-	res, err := capture.Run(context.Background(), cfg, capture.Env{
+	if err := dump(log, cfg, kick); err != nil {
+		log.Printf("FAILED at %v", err)
+		finish(log, cfg.FailureAction)
+	}
+	finish(log, cfg.FinalAction)
+}
+
+// dump opens the LUKS volumes under the target, writes the dump and closes
+// the volumes again, so the final action finds the disks quiet.
+func dump(log *kmsg.Logger, cfg *config.Init, kick func()) (err error) {
+	ctx := context.Background()
+	sys := blockdev.Host()
+	vols, err := unlock.Open(ctx, cfg.Volumes, time.Duration(cfg.TargetTimeout), unlock.Env{
+		Log: log, Sys: sys, CrashDM: keys.DefaultCrashDM(),
+	})
+	defer func() {
+		if cerr := vols.Close(); cerr != nil {
+			log.Printf("warning: closing LUKS volumes: %v", cerr)
+			if err == nil {
+				err = &capture.StepError{Step: "close LUKS volumes", Err: cerr}
+			}
+		}
+	}()
+	if err != nil {
+		return &capture.StepError{Step: "unlock", Err: err}
+	}
+	kick() // unlocking waited for devices; the target wait starts afresh
+	res, err := capture.Run(ctx, cfg, capture.Env{
 		Log:      log,
-		Sys:      blockdev.Host(),
+		Sys:      sys,
 		Vmcore:   "/proc/vmcore",
 		MountDir: "/mnt/target",
 		Now:      time.Now,
 		Kick:     kick,
 	})
 	if err != nil {
-		log.Printf("FAILED at %v", err)
-		finish(log, cfg.FailureAction)
+		return err
 	}
 	log.Printf("saved %s (%d MiB, %.1f MB/s)", res.Dir, res.Bytes>>20, float64(res.Bytes)/res.Took.Seconds()/1e6)
-	finish(log, cfg.FinalAction)
+	return nil
 }
 
 // tuneRuntime fits the Go runtime to a crash kernel that runs on one CPU

@@ -49,11 +49,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs.StringVar(&o.KernelConfig, "kernel-config", "", "kernel config, to pick the initramfs compression (default /boot/config-$(uname -r))")
 		fs.StringVar(&o.Init, "init", "", "static kdumpinit binary (default: beside ukdump, then /usr/lib/ukdump)")
 	}
+	addKeyFlags := func() {
+		fs.StringVar(&o.Keys.KeyFile, "key-file", "", "file holding a LUKS passphrase, - for standard input (tried after the keyring and the live mapping)")
+		fs.BoolVar(&o.ReuseKeys, "reuse-keys", false, "kernel transport: reload with the volume keys saved by the last load")
+	}
 	fs.StringVar(&o.StateFile, "state", loader.DefaultStateFile, "where load records what it loaded")
 	var output string
 	switch cmd {
 	case "load":
 		addLoadFlags()
+		addKeyFlags()
 	case "mkinitrd":
 		addLoadFlags()
 		fs.StringVar(&output, "o", "", "output file (required)")
@@ -78,6 +83,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var err error
 	switch cmd {
 	case "load":
+		o.Keys.Prompt = terminalPrompt()
 		err = load(o, stdout)
 	case "mkinitrd":
 		if output == "" {
@@ -153,6 +159,9 @@ func status(stateFile string, out io.Writer) error {
 	if st != nil && ks.Loaded {
 		fmt.Fprintf(out, "kernel: %s\ntarget: %s on %s\ninitramfs: %d KiB\nloaded at: %s\n",
 			st.Kernel, st.Target, st.TargetDevice, st.InitramfsSize>>10, st.LoadedAt.Format("2006-01-02 15:04:05 UTC"))
+		for _, v := range st.Volumes {
+			fmt.Fprintf(out, "LUKS volume: %s (UUID %s): key handed over, transport %s, from %s\n", v.Name, v.UUID, v.Transport, v.Source)
+		}
 	}
 	return nil
 }

@@ -64,8 +64,11 @@ type Result struct {
 // returns, whatever happened.
 func Run(ctx context.Context, cfg *config.Init, env Env) (res *Result, err error) {
 	t := cfg.Target
-	env.Log.Printf("waiting up to %s for the target %s UUID=%s (%s in ukdump.conf)",
-		time.Duration(cfg.TargetTimeout), t.FSType, t.UUID, t.Spec)
+	spec := ""
+	if t.Spec != "UUID="+t.UUID {
+		spec = " (" + t.Spec + " in ukdump.conf)"
+	}
+	env.Log.Printf("waiting up to %s for the target %s UUID=%s%s", time.Duration(cfg.TargetTimeout), t.FSType, t.UUID, spec)
 	wctx, cancel := context.WithTimeout(ctx, time.Duration(cfg.TargetTimeout))
 	defer cancel()
 	dev, _, err := env.Sys.Wait(wctx, blockdev.ByUUID(t.UUID), 200*time.Millisecond)

@@ -24,6 +24,7 @@ import (
 //	extra_modules mod1 mod2      more kernel modules for the crash kernel
 //	target_timeout 60            seconds the crash kernel waits for the target
 //	cmdline_append arg1 arg2     more crash kernel command line arguments
+//	key_transport auto           how LUKS volume keys reach the crash kernel: auto, kernel or initrd
 type File struct {
 	Target        Target
 	Path          string
@@ -32,6 +33,7 @@ type File struct {
 	ExtraModules  []string
 	TargetTimeout time.Duration
 	CmdlineAppend []string
+	KeyTransport  Transport
 }
 
 // ReadFile parses the configuration file at name.
@@ -55,6 +57,7 @@ func Parse(r io.Reader) (*File, error) {
 		FailureAction: Reboot,
 		FinalAction:   Reboot,
 		TargetTimeout: DefaultTargetTimeout,
+		KeyTransport:  Auto,
 	}
 	seen := map[string]int{}
 	sc := bufio.NewScanner(r)
@@ -163,6 +166,17 @@ func (c *File) apply(key string, f []string) error {
 			return errors.New("want at least one argument")
 		}
 		c.CmdlineAppend = args
+	case key == "key_transport":
+		s, err := one()
+		if err != nil {
+			return err
+		}
+		switch t := Transport(s); t {
+		case Auto, Kernel, Initrd:
+			c.KeyTransport = t
+		default:
+			return fmt.Errorf("unknown transport %q (want auto, kernel or initrd)", s)
+		}
 	case unsupported(key):
 		return errors.New("not supported by ukdump")
 	default:

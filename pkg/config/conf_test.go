@@ -17,6 +17,7 @@ final_action halt
 extra_modules nvme ahci
 target_timeout 15
 cmdline_append loglevel=7
+key_transport initrd
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -32,7 +33,8 @@ cmdline_append loglevel=7
 	}
 	if got.Target != want.Target || got.Path != want.Path || got.FailureAction != want.FailureAction ||
 		got.FinalAction != want.FinalAction || strings.Join(got.ExtraModules, ",") != "nvme,ahci" ||
-		got.TargetTimeout != want.TargetTimeout || strings.Join(got.CmdlineAppend, " ") != "loglevel=7" {
+		got.TargetTimeout != want.TargetTimeout || strings.Join(got.CmdlineAppend, " ") != "loglevel=7" ||
+		got.KeyTransport != Initrd {
 		t.Errorf("Parse = %+v, want %+v", *got, want)
 	}
 }
@@ -43,7 +45,7 @@ func TestParseDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got.Path != DefaultPath || got.FailureAction != Reboot || got.FinalAction != Reboot ||
-		got.TargetTimeout != DefaultTargetTimeout || got.Target.UUID != "" {
+		got.TargetTimeout != DefaultTargetTimeout || got.Target.UUID != "" || got.KeyTransport != Auto {
 		t.Errorf("defaults: %+v", *got)
 	}
 }
@@ -61,6 +63,7 @@ func TestParseErrors(t *testing.T) {
 		{"missing arg", "ext4 /dev/vda\npath\n", "line 2: path: want one argument, have 0"},
 		{"bad timeout", "ext4 /dev/vda\ntarget_timeout -3\n", `line 2: target_timeout: "-3" is not a positive number`},
 		{"extra arg", "ext4 /dev/vda extra\n", "line 1: ext4: want one device"},
+		{"bad transport", "ext4 /dev/vda\nkey_transport carrier-pigeon\n", `line 2: key_transport: unknown transport "carrier-pigeon"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse(strings.NewReader(tc.conf))
@@ -126,6 +129,10 @@ func TestInitValidate(t *testing.T) {
 		{"path", func(c *Init) { c.Path = "rel" }, "not absolute"},
 		{"timeout", func(c *Init) { c.TargetTimeout = 0 }, "target_timeout"},
 		{"action", func(c *Init) { c.FinalAction = "" }, "unknown action"},
+		{"volume name", func(c *Init) { c.Volumes = []Volume{{UUID: "v"}} }, "needs a UUID and a name"},
+		{"kernel desc", func(c *Init) { c.Volumes = []Volume{{UUID: "v", Name: "n", Transport: Kernel}} }, "without a key description"},
+		{"initrd file", func(c *Init) { c.Volumes = []Volume{{UUID: "v", Name: "n", Transport: Initrd}} }, "without a key file"},
+		{"transport", func(c *Init) { c.Volumes = []Volume{{UUID: "v", Name: "n", Transport: "auto"}} }, "unknown transport"},
 	} {
 		c := ok
 		tc.edit(&c)

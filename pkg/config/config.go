@@ -70,6 +70,38 @@ type Init struct {
 	FailureAction Action `json:"failure_action"`
 	// FinalAction is taken after a successful dump.
 	FinalAction Action `json:"final_action"`
+	// Volumes are the LUKS devices under the target, lowest first: each is
+	// unlocked before the ones above it and the target.
+	Volumes []Volume `json:"volumes,omitempty"`
+}
+
+// Transport is how a volume key travels from the first to the crash kernel.
+type Transport string
+
+// The transports. Auto picks Kernel when the running kernel has
+// CONFIG_CRASH_DM_CRYPT, else Initrd.
+const (
+	// Kernel: the kernel copies logon keys into crash-reserved memory
+	// (crash_dm_crypt_keys, Linux 6.16+) and restores them as user keys.
+	Kernel Transport = "kernel"
+	// Initrd: the key rides in the initramfs that ukdump builds in memory
+	// and loads with kexec_file_load; it never reaches a file.
+	Initrd Transport = "initrd"
+	Auto   Transport = "auto"
+)
+
+// Volume is a LUKS device the crash kernel must unlock.
+type Volume struct {
+	// UUID is the LUKS header's UUID.
+	UUID string `json:"uuid"`
+	// Name is the mapping name, the same as in the first kernel.
+	Name string `json:"name"`
+	// Transport is Kernel or Initrd.
+	Transport Transport `json:"transport"`
+	// KeyDesc is the user key description that restore creates (Kernel).
+	KeyDesc string `json:"key_desc,omitempty"`
+	// KeyFile is the key's path inside the initramfs (Initrd).
+	KeyFile string `json:"key_file,omitempty"`
 }
 
 // InitPath is where the generator puts Init inside the initramfs.
@@ -86,6 +118,18 @@ func (c *Init) Validate() error {
 		return fmt.Errorf("config: path %q is not absolute", c.Path)
 	case c.TargetTimeout <= 0:
 		return errors.New("config: target_timeout must be positive")
+	}
+	for _, v := range c.Volumes {
+		switch {
+		case v.UUID == "" || v.Name == "":
+			return fmt.Errorf("config: volume %+v needs a UUID and a name", v)
+		case v.Transport == Kernel && v.KeyDesc == "":
+			return fmt.Errorf("config: volume %s: kernel transport without a key description", v.UUID)
+		case v.Transport == Initrd && !path.IsAbs(v.KeyFile):
+			return fmt.Errorf("config: volume %s: initrd transport without a key file", v.UUID)
+		case v.Transport != Kernel && v.Transport != Initrd:
+			return fmt.Errorf("config: volume %s: unknown transport %q", v.UUID, v.Transport)
+		}
 	}
 	for _, a := range []Action{c.FailureAction, c.FinalAction} {
 		if _, err := ParseAction(string(a)); err != nil {

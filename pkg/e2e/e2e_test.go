@@ -41,13 +41,23 @@ func TestCrashCycle(t *testing.T) {
 	c := runCycle(t, dir, cycleOptions{
 		Kernel:      k,
 		Conf:        "# written by the e2e test\next4 UUID=" + uuid + "\npath /var/crash\n",
-		Disk:        disk,
+		Disks:       []string{disk},
 		MemoryMiB:   guestMiB,
 		CrashKernel: crashKernelSize(),
 		Params:      "ukdump.marker=" + marker,
 		Timeout:     8 * time.Minute,
 		Modules:     []string{"virtio_pci", "virtio_blk"},
 	})
+	vmcore, loaded, dmesg := verifyDump(t, dir, disk, c, marker)
+	writeReport(t, dir, c, vmcore, loaded, dmesg)
+}
+
+// verifyDump checks a cycle that should have written one dump to the ext4
+// image fsImage: the first kernel's checks passed, the crash kernel
+// completed, and the dump taken out of the image is a whole ELF core that
+// makedumpfile reads and whose kernel log holds the marker.
+func verifyDump(t *testing.T, dir, fsImage string, c cycle, marker string) (vmcore string, loaded uint64, dmesg string) {
+	t.Helper()
 	if c.Err != nil {
 		t.Fatalf("kdump cycle: %v", c.Err)
 	}
@@ -61,12 +71,15 @@ func TestCrashCycle(t *testing.T) {
 			t.Errorf("first kernel console lacks %q", want)
 		}
 	}
+	if strings.Contains(c.First, "FIRSTINIT CHECK") && strings.Contains(c.First, " FAIL: ") {
+		t.Errorf("a first-kernel check failed:\n%s", grepLines(c.First, "FIRSTINIT CHECK"))
+	}
 	if !strings.Contains(c.Crash, "kdumpinit: dump complete") || strings.Contains(c.Crash, "FAILED") {
 		t.Fatalf("crash kernel did not complete the dump:\n%s", qemu.Tail(c.Crash, 40))
 	}
 
 	dumpRoot := filepath.Join(dir, "dump")
-	extract(t, disk, "/var/crash", dumpRoot)
+	extract(t, fsImage, "/var/crash", dumpRoot)
 	dumps, _ := filepath.Glob(filepath.Join(dumpRoot, "crash", "*"))
 	if len(dumps) != 1 {
 		t.Fatalf("want one dump directory, have %v", dumps)
@@ -78,23 +91,33 @@ func TestCrashCycle(t *testing.T) {
 	if len(files) != 1 || files[0].Name() != "vmcore" {
 		t.Fatalf("dump directory holds %v, want only vmcore", files)
 	}
-	vmcore := filepath.Join(dumps[0], "vmcore")
+	vmcore = filepath.Join(dumps[0], "vmcore")
 	ram, crash := iomem(t, c.First)
-	loaded := checkELFCore(t, vmcore, ram, crash)
+	loaded = checkELFCore(t, vmcore, ram, crash)
 
-	dmesg := filepath.Join(dir, "vmcore-dmesg.txt")
-	out, err := exec.Command("makedumpfile", "--dump-dmesg", vmcore, dmesg).CombinedOutput()
+	dmesgFile := filepath.Join(dir, "vmcore-dmesg.txt")
+	out, err := exec.Command("makedumpfile", "--dump-dmesg", vmcore, dmesgFile).CombinedOutput()
 	if err != nil {
 		t.Fatalf("makedumpfile --dump-dmesg: %v\n%s", err, out)
 	}
-	log, err := os.ReadFile(dmesg)
+	log, err := os.ReadFile(dmesgFile)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(string(log), "UKDUMP-MARKER "+marker) {
 		t.Errorf("the dead kernel's log (from makedumpfile) lacks the marker %s", marker)
 	}
-	writeReport(t, dir, c, vmcore, loaded, string(log))
+	return vmcore, loaded, string(log)
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // writeReport leaves the figures a person wants after a demo run.
@@ -135,7 +158,7 @@ func TestTargetNeverAppears(t *testing.T) {
 	c := runCycle(t, dir, cycleOptions{
 		Kernel:      k,
 		Conf:        "ext4 UUID=" + uuid + "\ntarget_timeout 10\nfailure_action reboot\n",
-		Disk:        disk,
+		Disks:       []string{disk},
 		MemoryMiB:   guestMiB,
 		CrashKernel: crashKernelSize(),
 		Params:      "ukdump.scenario=vanish",

@@ -148,7 +148,7 @@ func makeExt4(t *testing.T, name, uuid string, sizeMiB int) {
 // firstInitramfs packs the first kernel's root: firstinit as /init, ukdump
 // and kdumpinit installed, the kernel image, the modules the test needs
 // (without modules.dep, as a Debian package ships them) and ukdump.conf.
-func firstInitramfs(t *testing.T, k kernel, binDir, conf, out string, modules ...string) {
+func firstInitramfs(t *testing.T, k kernel, binDir string, files map[string]string, out string, modules ...string) {
 	t.Helper()
 	var recs []cpio.Record
 	add := func(r cpio.Record) {
@@ -181,27 +181,36 @@ func firstInitramfs(t *testing.T, k kernel, binDir, conf, out string, modules ..
 	addFile("usr/bin/ukdump", filepath.Join(binDir, "ukdump"), 0o755)
 	addFile("usr/lib/ukdump/kdumpinit", filepath.Join(binDir, "kdumpinit"), 0o755)
 	addFile("boot/vmlinuz-"+k.Release, k.Image, 0o644)
-	addFile("boot/config-"+k.Release, filepath.Join(k.Root, "boot", "config-"+k.Release), 0o644)
-	modRoot := "lib/modules/" + k.Release
-	addFile(modRoot+"/modules.builtin", filepath.Join(k.ModDir, "modules.builtin"), 0o644)
-	tree, err := kmod.Open(k.ModDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mods, err := tree.Resolve(modules...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sort.Slice(mods, func(i, j int) bool { return mods[i].Path < mods[j].Path })
-	for _, m := range mods {
-		rel, err := filepath.Rel(k.ModDir, m.Path)
+	if k.ModDir != "" {
+		addFile("boot/config-"+k.Release, filepath.Join(k.Root, "boot", "config-"+k.Release), 0o644)
+		modRoot := "lib/modules/" + k.Release
+		addFile(modRoot+"/modules.builtin", filepath.Join(k.ModDir, "modules.builtin"), 0o644)
+		tree, err := kmod.Open(k.ModDir)
 		if err != nil {
 			t.Fatal(err)
 		}
-		addFile(filepath.Join(modRoot, rel), m.Path, 0o644)
+		mods, err := tree.Resolve(modules...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sort.Slice(mods, func(i, j int) bool { return mods[i].Path < mods[j].Path })
+		for _, m := range mods {
+			rel, err := filepath.Rel(k.ModDir, m.Path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			addFile(filepath.Join(modRoot, rel), m.Path, 0o644)
+		}
 	}
-	addDirs("etc/x")
-	add(cpio.StaticFile("etc/ukdump.conf", conf, 0o644))
+	names := make([]string, 0, len(files))
+	for name := range files {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		addDirs(name)
+		add(cpio.StaticFile(name, files[name], 0o644))
+	}
 
 	var raw bytes.Buffer
 	w := cpio.Newc.Writer(&raw)
@@ -228,9 +237,11 @@ type cycle struct {
 }
 
 type cycleOptions struct {
-	Kernel      kernel
-	Conf        string
-	Disk        string
+	Kernel kernel
+	Conf   string
+	// Files are more files for the first kernel's root, by path.
+	Files       map[string]string
+	Disks       []string
 	MemoryMiB   int
 	CrashKernel string
 	Params      string
@@ -244,7 +255,11 @@ func runCycle(t *testing.T, dir string, o cycleOptions) cycle {
 	t.Helper()
 	binDir := bins.get(t)
 	initrd := filepath.Join(dir, "first-initramfs.cpio.gz")
-	firstInitramfs(t, o.Kernel, binDir, o.Conf, initrd, o.Modules...)
+	files := map[string]string{"etc/ukdump.conf": o.Conf}
+	for k, v := range o.Files {
+		files[k] = v
+	}
+	firstInitramfs(t, o.Kernel, binDir, files, initrd, o.Modules...)
 	logf, err := os.Create(filepath.Join(dir, "serial.log"))
 	if err != nil {
 		t.Fatal(err)
@@ -256,7 +271,7 @@ func runCycle(t *testing.T, dir string, o cycleOptions) cycle {
 		Initrd:    initrd,
 		Cmdline:   "console=ttyS0 panic=5 crashkernel=" + o.CrashKernel + " " + o.Params,
 		MemoryMiB: o.MemoryMiB,
-		Disks:     []string{o.Disk},
+		Disks:     o.Disks,
 		Timeout:   o.Timeout,
 		Console:   logf,
 	})
@@ -399,4 +414,47 @@ func stamp(console, s string) (float64, bool) {
 		}
 	}
 	return 0, false
+}
+
+// crashDMKernel is the small 7.3 kernel with CONFIG_CRASH_DM_CRYPT, built
+// (and cached) by testdata/kernel/build-crashdm.sh. Its drivers are all
+// built in, so it has no module tree.
+func crashDMKernel(t *testing.T) kernel {
+	t.Helper()
+	image := os.Getenv("UKDUMP_CRASHDM_KERNEL")
+	if image == "" {
+		cmd := exec.Command("../../testdata/kernel/build-crashdm.sh")
+		cmd.Stderr = os.Stderr
+		out, err := cmd.Output()
+		if err != nil {
+			need(t, "building the CRASH_DM_CRYPT kernel: %v", err)
+		}
+		image = strings.TrimSpace(string(out))
+	}
+	rel, err := bzImageRelease(image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kernel{Root: filepath.Dir(image), Release: rel, Image: image}
+}
+
+// bzImageRelease reads the kernel release from a bzImage: the setup header
+// holds at 0x20e the offset (from 0x200) of the version string.
+func bzImageRelease(image string) (string, error) {
+	b, err := os.ReadFile(image)
+	if err != nil {
+		return "", err
+	}
+	if len(b) < 0x210 || string(b[0x202:0x206]) != "HdrS" {
+		return "", fmt.Errorf("%s is not a bzImage", image)
+	}
+	off := int(b[0x20e]) | int(b[0x20f])<<8 + 0x200
+	if off >= len(b) {
+		return "", fmt.Errorf("%s: version string out of range", image)
+	}
+	v := b[off:]
+	if i := bytes.IndexAny(v, " \x00"); i > 0 {
+		v = v[:i]
+	}
+	return string(v), nil
 }

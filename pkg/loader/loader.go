@@ -21,6 +21,7 @@ import (
 	"github.com/ukdump/ukdump/pkg/blockdev"
 	"github.com/ukdump/ukdump/pkg/config"
 	"github.com/ukdump/ukdump/pkg/kexec"
+	"github.com/ukdump/ukdump/pkg/keys"
 	"github.com/ukdump/ukdump/pkg/kmod"
 )
 
@@ -35,9 +36,18 @@ type Options struct {
 	Init string
 	// Cmdline is the running kernel's command line.
 	Cmdline string
+	// ProcDir is where proc is mounted, normally /proc.
+	ProcDir string
 	Sys     blockdev.Sys
 	// StateFile records what was loaded, for status.
 	StateFile string
+	// CrashDM is the crash_dm_crypt_keys configfs group.
+	CrashDM keys.CrashDM
+	// Keys are the extra key sources for LUKS volumes.
+	Keys KeyOptions
+	// ReuseKeys reloads with the keys the kernel saved at the last load
+	// (kernel transport), for when the logon keys are gone.
+	ReuseKeys bool
 }
 
 // DefaultStateFile lives on tmpfs: a loaded crash kernel does not survive a
@@ -61,6 +71,7 @@ func Defaults(o Options) (Options, error) {
 	set(&o.ModuleDir, "/lib/modules/"+rel)
 	set(&o.KernelConfig, "/boot/config-"+rel)
 	set(&o.StateFile, DefaultStateFile)
+	set(&o.ProcDir, "/proc")
 	if o.Init == "" {
 		o.Init = findInit()
 	}
@@ -73,6 +84,12 @@ func Defaults(o Options) (Options, error) {
 	}
 	if o.Sys == (blockdev.Sys{}) {
 		o.Sys = blockdev.Host()
+	}
+	if o.CrashDM.Dir == "" {
+		o.CrashDM = keys.DefaultCrashDM()
+	}
+	if o.Keys.Log == nil {
+		o.Keys.Log = io.Discard
 	}
 	return o, nil
 }
@@ -100,6 +117,10 @@ type Plan struct {
 	File    *config.File
 	Target  blockdev.Device
 	Build   mkinitrd.Options
+	// Volumes are the LUKS devices under the target, lowest first.
+	Volumes []Volume
+	// Transport carries their keys; empty without volumes.
+	Transport config.Transport
 }
 
 // Prepare reads the configuration and finds the target and its modules.
@@ -122,11 +143,40 @@ func Prepare(o Options) (*Plan, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loader: %w", err)
 	}
-	mods = append(mods, fsFamily(cf.Target.FSType))
-	mods = append(mods, cf.ExtraModules...)
-	tree, err := kmod.Open(o.ModuleDir)
+	stack, err := o.Sys.Stack(dev.Name)
 	if err != nil {
 		return nil, fmt.Errorf("loader: %w", err)
+	}
+	vols, err := findVolumes(o.Sys, stack)
+	if err != nil {
+		return nil, err
+	}
+	var transport config.Transport
+	var cvols []config.Volume
+	if len(vols) > 0 {
+		if transport, err = chooseTransport(cf.KeyTransport, o.CrashDM); err != nil {
+			return nil, err
+		}
+		mods = append(mods, "dm_mod", "dm_crypt")
+		for _, v := range vols {
+			cvols = append(cvols, volumeConfig(v, transport))
+		}
+	}
+	mods = append(mods, fsFamily(cf.Target.FSType))
+	mods = append(mods, cf.ExtraModules...)
+	tree, err := openModules(o.ModuleDir, o.ProcDir)
+	if err != nil {
+		return nil, err
+	}
+	for _, v := range vols {
+		for _, m := range cryptoModules(v.Header.Cipher) {
+			if tree == nil {
+				break
+			}
+			if _, ok := tree.Lookup(m); ok {
+				mods = append(mods, m)
+			}
+		}
 	}
 	host, err := os.Hostname()
 	if err != nil || host == "" || host == "(none)" {
@@ -135,9 +185,11 @@ func Prepare(o Options) (*Plan, error) {
 	target := cf.Target
 	target.UUID = info.UUID
 	return &Plan{
-		Options: o,
-		File:    cf,
-		Target:  dev,
+		Options:   o,
+		File:      cf,
+		Target:    dev,
+		Volumes:   vols,
+		Transport: transport,
 		Build: mkinitrd.Options{
 			Init: o.Init,
 			Config: config.Init{
@@ -147,6 +199,7 @@ func Prepare(o Options) (*Plan, error) {
 				TargetTimeout: config.Duration(cf.TargetTimeout),
 				FailureAction: cf.FailureAction,
 				FinalAction:   cf.FinalAction,
+				Volumes:       cvols,
 			},
 			Tree:        tree,
 			Modules:     loadable(mods, tree, o.Sys.SysDir),
@@ -164,10 +217,28 @@ func fsFamily(fs string) string {
 	return fs
 }
 
+// openModules opens the module tree. A kernel built without module support
+// (no /proc/modules) has no tree and needs none: its drivers are built in.
+func openModules(dir, procDir string) (*kmod.Tree, error) {
+	tree, err := kmod.Open(dir)
+	if err == nil {
+		return tree, nil
+	}
+	_, perr := os.Stat(filepath.Join(procDir, "modules"))
+	_, derr := os.Stat(dir)
+	if errors.Is(perr, os.ErrNotExist) && errors.Is(derr, os.ErrNotExist) {
+		return nil, nil
+	}
+	return nil, fmt.Errorf("loader: %w", err)
+}
+
 // loadable drops modules that are built into the kernel: the module tree's
 // modules.builtin says so, or sysfs shows the module without the initstate
 // that only loadable modules have.
 func loadable(names []string, tree *kmod.Tree, sysDir string) []string {
+	if tree == nil {
+		return nil
+	}
 	var out []string
 	seen := map[string]bool{}
 	for _, n := range names {
@@ -191,32 +262,56 @@ func loadable(names []string, tree *kmod.Tree, sysDir string) []string {
 // State is what status shows about the loaded crash kernel. It never holds
 // secrets.
 type State struct {
-	Kernel        string    `json:"kernel"`
-	Target        string    `json:"target"`
-	TargetDevice  string    `json:"target_device"`
-	Cmdline       string    `json:"cmdline"`
-	InitramfsSize int64     `json:"initramfs_size"`
-	LoadedAt      time.Time `json:"loaded_at"`
+	Kernel        string        `json:"kernel"`
+	Target        string        `json:"target"`
+	TargetDevice  string        `json:"target_device"`
+	Cmdline       string        `json:"cmdline"`
+	InitramfsSize int64         `json:"initramfs_size"`
+	LoadedAt      time.Time     `json:"loaded_at"`
+	Volumes       []VolumeState `json:"volumes,omitempty"`
+}
+
+// VolumeState tells which LUKS volume got its key how; never the key.
+type VolumeState struct {
+	UUID      string           `json:"uuid"`
+	Name      string           `json:"name"`
+	Transport config.Transport `json:"transport"`
+	Source    string           `json:"source"`
 }
 
 // Load builds the initramfs in memory and loads the crash kernel. The
 // initramfs never touches a disk: it lives in a memfd that is closed once
-// the kernel has copied it into the crash reservation.
+// the kernel has copied it into the crash reservation, and the part holding
+// keys is overwritten before that.
 func Load(p *Plan, out io.Writer) (*State, error) {
 	kernel, err := os.Open(p.Options.Kernel)
 	if err != nil {
 		return nil, fmt.Errorf("loader: crash kernel: %w", err)
 	}
 	defer kernel.Close()
+	hand, err := prepareKeys(p, out)
+	if err != nil {
+		return nil, err
+	}
+	defer hand.cleanup()
+	build := p.Build
+	build.Secrets = hand.secrets
+	build.Config.Volumes = hand.volumes
+
 	fd, err := unix.MemfdCreate("ukdump-initramfs", unix.MFD_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("loader: memfd: %w", err)
 	}
 	initrd := os.NewFile(uintptr(fd), "ukdump-initramfs")
 	defer initrd.Close()
-	rep, err := mkinitrd.Build(initrd, p.Build)
+	rep, err := mkinitrd.Build(initrd, build)
+	// The memfd has the keys now; logon keys must live until the load.
+	hand.wipe()
 	if err != nil {
 		return nil, err
+	}
+	if rep.SecretsLen > 0 {
+		defer initrd.WriteAt(make([]byte, rep.SecretsLen), rep.SecretsAt)
 	}
 	rep.Print(out)
 	cmdline := kexec.CrashCmdline(p.Options.Cmdline, p.File.CmdlineAppend)
@@ -230,6 +325,7 @@ func Load(p *Plan, out io.Writer) (*State, error) {
 		Cmdline:       cmdline,
 		InitramfsSize: rep.Size,
 		LoadedAt:      time.Now().UTC(),
+		Volumes:       hand.sources,
 	}
 	if err := writeState(p.Options.StateFile, st); err != nil {
 		fmt.Fprintf(out, "warning: %v\n", err)

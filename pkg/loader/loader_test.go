@@ -53,6 +53,7 @@ func fakeSystem(t *testing.T, conf string) Options {
 	write(filepath.Join(mods, "modules.dep"), "kernel/virtio_blk.ko:\nkernel/nvme.ko:\n")
 	write(filepath.Join(mods, "modules.builtin"), "kernel/fs/ext4/ext4.ko\n")
 	write(filepath.Join(root, "vmlinuz"), "kernel")
+	write(filepath.Join(root, "proc", "modules"), "virtio_blk 20480 0 - Live 0x0\n")
 	write(filepath.Join(root, "ukdump.conf"), conf)
 	return Options{
 		ConfigFile: filepath.Join(root, "ukdump.conf"),
@@ -62,6 +63,7 @@ func fakeSystem(t *testing.T, conf string) Options {
 		Cmdline:    "console=ttyS0 crashkernel=256M",
 		Sys:        blockdev.Sys{SysDir: sys, DevDir: dev},
 		StateFile:  filepath.Join(root, "state.json"),
+		ProcDir:    filepath.Join(root, "proc"),
 	}
 }
 
@@ -114,6 +116,21 @@ func TestPrepareErrors(t *testing.T) {
 	}
 }
 
+// TestPrepareNoModules: a kernel without module support has no module
+// tree, and needs no modules.
+func TestPrepareNoModules(t *testing.T) {
+	o := fakeSystem(t, "ext4 UUID="+uuid+"\n")
+	o.ProcDir = t.TempDir()
+	o.ModuleDir = "/nonexistent/modules"
+	p, err := Prepare(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Build.Tree != nil || len(p.Build.Modules) != 0 {
+		t.Errorf("modules without a tree: %v", p.Build.Modules)
+	}
+}
+
 func TestState(t *testing.T) {
 	name := filepath.Join(t.TempDir(), "run", "state.json")
 	if st, err := ReadState(name); st != nil || err != nil {
@@ -132,5 +149,17 @@ func TestState(t *testing.T) {
 	}
 	if err := RemoveState(name); err != nil {
 		t.Errorf("removing a missing state file: %v", err)
+	}
+}
+
+func TestCryptoModules(t *testing.T) {
+	for cipher, want := range map[string]string{
+		"aes-xts-plain64":      "aes_generic aesni_intel xts ecb",
+		"aes-cbc-essiv:sha256": "aes_generic aesni_intel cbc essiv sha256 sha256_generic",
+		"serpent-cbc-plain":    "serpent_generic cbc",
+	} {
+		if got := strings.Join(cryptoModules(cipher), " "); got != want {
+			t.Errorf("cryptoModules(%s) = %s, want %s", cipher, got, want)
+		}
 	}
 }

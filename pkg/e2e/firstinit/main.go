@@ -7,9 +7,14 @@
 // Kernel command line parameters (read from /proc/cmdline):
 //
 //	ukdump.marker=TEXT       written to the kernel log before the crash
-//	ukdump.scenario=NAME     "dump" (default) or "vanish": after loading,
+//	ukdump.scenario=NAME     "dump" (default); "vanish": after loading,
 //	                         wipe the target's superblock magic so the
-//	                         crash kernel never finds its UUID
+//	                         crash kernel never finds its UUID; "nokeys":
+//	                         after loading, reload the crash kernel
+//	                         without the volume keys
+//	ukdump.wrongkey=1        first check that a wrong logon key is refused
+//
+// LUKS volumes listed in /etc/e2e/volumes are opened first (see volume).
 //
 // Every line that the test reads starts with "FIRSTINIT ".
 package main
@@ -24,6 +29,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ukdump/ukdump/pkg/blockdev"
+	"github.com/ukdump/ukdump/pkg/config"
 	"github.com/ukdump/ukdump/pkg/kmod"
 )
 
@@ -42,7 +49,7 @@ func say(format string, args ...any) {
 
 func run() error {
 	for _, m := range []struct{ src, dir, fs string }{
-		{"proc", "/proc", "proc"}, {"sysfs", "/sys", "sysfs"}, {"devtmpfs", "/dev", "devtmpfs"},
+		{"proc", "/proc", "proc"}, {"sysfs", "/sys", "sysfs"}, {"devtmpfs", "/dev", "devtmpfs"}, {"tmpfs", "/run", "tmpfs"},
 	} {
 		os.MkdirAll(m.dir, 0o755)
 		if err := unix.Mount(m.src, m.dir, m.fs, 0, ""); err != nil && err != unix.EBUSY {
@@ -56,13 +63,25 @@ func run() error {
 	if err := waitFor("/dev/vda", 30*time.Second); err != nil {
 		return err
 	}
-	os.MkdirAll("/mnt", 0o755)
-	if err := unix.Mount("/dev/vda", "/mnt", "ext4", 0, ""); err != nil {
-		return fmt.Errorf("mount /dev/vda: %w", err)
+	vols, err := readVolumes()
+	if err != nil {
+		return err
 	}
-	say("mounted /dev/vda")
+	if err := openVolumes(vols); err != nil {
+		return err
+	}
+	target, err := mountTarget()
+	if err != nil {
+		return err
+	}
 
 	badInputChecks()
+	if params["ukdump.wrongkey"] == "1" {
+		wrongKeyCheck(vols)
+	}
+	if len(vols) > 0 {
+		noKeyInImage(vols)
+	}
 
 	iomem, err := os.ReadFile("/proc/iomem")
 	if err != nil {
@@ -87,8 +106,13 @@ func run() error {
 	out, _ = exec.Command("/usr/bin/ukdump", "status").CombinedOutput()
 	fmt.Printf("%s", out)
 
-	if params["ukdump.scenario"] == "vanish" {
-		if err := wipeSuperblock(); err != nil {
+	switch params["ukdump.scenario"] {
+	case "vanish":
+		if err := wipeSuperblock(target); err != nil {
+			return err
+		}
+	case "nokeys":
+		if err := reloadWithoutKeys(kernelPath()); err != nil {
 			return err
 		}
 	}
@@ -115,12 +139,16 @@ func badInputChecks() {
 		out, err := exec.Command("/usr/bin/ukdump", c.args...).CombinedOutput()
 		ee, isExit := err.(*exec.ExitError)
 		ok := isExit && ee.ExitCode() == 1 && bytes.Contains(out, []byte(c.want))
-		result := "FAIL"
-		if ok {
-			result = "PASS"
-		}
-		say("CHECK %s %s: %s", c.name, result, strings.TrimSpace(string(out)))
+		check(c.name, ok, out)
 	}
+}
+
+func check(name string, ok bool, out []byte) {
+	result := "FAIL"
+	if ok {
+		result = "PASS"
+	}
+	say("CHECK %s %s: %s", name, result, strings.TrimSpace(string(out)))
 }
 
 func cmdlineParams() map[string]string {
@@ -133,14 +161,20 @@ func cmdlineParams() map[string]string {
 	return m
 }
 
+// loadModules loads every module the harness packed; a kernel with all
+// drivers built in has none.
 func loadModules() error {
 	var uts unix.Utsname
 	unix.Uname(&uts)
-	tree, err := kmod.Open("/lib/modules/" + unix.ByteSliceToString(uts.Release[:]))
+	dir := "/lib/modules/" + unix.ByteSliceToString(uts.Release[:])
+	if _, err := os.Stat(dir); os.IsNotExist(err) {
+		return nil
+	}
+	tree, err := kmod.Open(dir)
 	if err != nil {
 		return err
 	}
-	mods, err := tree.Resolve("virtio_pci", "virtio_blk")
+	mods, err := tree.Resolve(tree.Names()...)
 	if err != nil {
 		return err
 	}
@@ -161,13 +195,32 @@ func waitFor(path string, limit time.Duration) error {
 	return fmt.Errorf("%s did not appear within %s", path, limit)
 }
 
+// mountTarget mounts the dump target named in ukdump.conf, as the booted
+// system would have, and returns its device.
+func mountTarget() (string, error) {
+	conf, err := config.ReadFile("/etc/ukdump.conf")
+	if err != nil {
+		return "", err
+	}
+	dev, _, err := blockdev.Host().Resolve(conf.Target.Spec)
+	if err != nil {
+		return "", err
+	}
+	os.MkdirAll("/mnt", 0o755)
+	if err := unix.Mount(dev.Path, "/mnt", conf.Target.FSType, 0, ""); err != nil {
+		return "", fmt.Errorf("mount %s: %w", dev.Path, err)
+	}
+	say("mounted %s", dev.Path)
+	return dev.Path, nil
+}
+
 // wipeSuperblock makes the target's UUID vanish, as if the disk had failed
 // between load and crash.
-func wipeSuperblock() error {
+func wipeSuperblock(dev string) error {
 	if err := unix.Unmount("/mnt", 0); err != nil {
 		return fmt.Errorf("unmount: %w", err)
 	}
-	f, err := os.OpenFile("/dev/vda", os.O_WRONLY, 0)
+	f, err := os.OpenFile(dev, os.O_WRONLY, 0)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,278 @@
+package e2e
+
+import (
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ukdump/ukdump/pkg/luks"
+	"github.com/ukdump/ukdump/pkg/luks/lukstest"
+	"github.com/ukdump/ukdump/pkg/qemu"
+)
+
+// LUKS cases reserve 128M for the crash kernel, the figure the mission
+// sets; UKDUMP_E2E_LUKS_CRASHKERNEL overrides it to find the smallest.
+func luksCrashKernel() string {
+	if s := os.Getenv("UKDUMP_E2E_LUKS_CRASHKERNEL"); s != "" {
+		return s
+	}
+	return "128M"
+}
+
+// luksVolume is a LUKS image made by cryptsetup, with its volume key.
+type luksVolume struct {
+	Name   string
+	Image  string
+	Key    []byte
+	Header *luks.Header
+}
+
+// volumesLine is the firstinit instruction to open v with mode "table" or
+// "keyring".
+func (v luksVolume) volumesLine(mode string) string {
+	return fmt.Sprintf("%s %s %s %s\n", v.Header.UUID, hex.EncodeToString(v.Key), v.Name, mode)
+}
+
+// formatLUKS makes a LUKS image of size bytes holding plain (a file of
+// plainSize bytes) in its data segment, and keeps the volume key as
+// volume-key-<name>.hex for tools outside the test.
+func formatLUKS(t *testing.T, dir, name string, size int64, o lukstest.Options, plain string) luksVolume {
+	t.Helper()
+	img := filepath.Join(dir, name+".img")
+	key, h := lukstest.Format(t, img, size, o)
+	f, err := os.Open(plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	st, _ := f.Stat()
+	if err := lukstest.Encrypt(img, h, key, f, st.Size()); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "volume-key-"+name+".hex"), []byte(hex.EncodeToString(key)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return luksVolume{Name: name, Image: img, Key: key, Header: h}
+}
+
+// plainExt4 makes an ext4 image of size bytes.
+func plainExt4(t *testing.T, dir, uuid string, size int64) string {
+	t.Helper()
+	p := filepath.Join(dir, "plain-fs.img")
+	out, err := exec.Command("mkfs.ext4", "-q", "-F", "-U", uuid, "-L", "ukdump-e2e", p, fmt.Sprintf("%dk", size>>10)).CombinedOutput()
+	if err != nil {
+		t.Fatalf("mkfs.ext4: %v\n%s", err, out)
+	}
+	return p
+}
+
+// decrypt writes the data segment of v to a new file and returns its path.
+func decrypt(t *testing.T, v luksVolume, out string) string {
+	t.Helper()
+	f, err := os.Create(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := lukstest.Decrypt(v.Image, v.Header, v.Key, f); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// checkNoKeys fails when a key shows up in the consoles or in any file of
+// the dump directory but the memory image itself (which holds the dead
+// kernel's memory, and so its dm-crypt key, as every kdump does).
+func checkNoKeys(t *testing.T, dir string, c cycle, vols ...luksVolume) {
+	t.Helper()
+	texts := map[string]string{"console": c.Result.Console}
+	filepath.Walk(filepath.Join(dir, "dump"), func(p string, info os.FileInfo, err error) error {
+		if err == nil && !info.IsDir() && info.Name() != "vmcore" {
+			b, _ := os.ReadFile(p)
+			texts[p] = string(b)
+		}
+		return nil
+	})
+	for _, v := range vols {
+		for where, s := range texts {
+			if strings.Contains(s, string(v.Key)) || strings.Contains(strings.ToLower(s), hex.EncodeToString(v.Key)) ||
+				strings.Contains(strings.ToLower(s), hex.EncodeToString(v.Key[:8])) {
+				t.Errorf("the volume key of %s appears in %s", v.Name, where)
+			}
+		}
+	}
+}
+
+func wantLines(t *testing.T, console, which string, lines ...string) {
+	t.Helper()
+	for _, l := range lines {
+		if !strings.Contains(console, l) {
+			t.Errorf("%s console lacks %q", which, l)
+		}
+	}
+}
+
+var luksModules = []string{"virtio_pci", "virtio_blk", "dm_mod", "dm_crypt", "xts", "ecb", "essiv", "sha256_generic"}
+
+// TestLUKSInitrd: Debian's stock 6.1 kernel has no CRASH_DM_CRYPT, so the
+// key rides in the in-memory initramfs. The volume is LUKS2 as cryptsetup
+// makes it by default (Argon2id with far more memory than the crash kernel
+// has, 4096-byte sectors on an image file); the first system mapped it with
+// the key in the dm-crypt table.
+func TestLUKSInitrd(t *testing.T) {
+	requireTools(t, append(hostTools, "cryptsetup")...)
+	k := testKernel(t)
+	dir := outDir(t)
+	fsUUID := newUUID()
+	plain := plainExt4(t, dir, fsUUID, 600<<20)
+	v := formatLUKS(t, dir, "crashdisk", 620<<20, lukstest.Options{PBKDF: "argon2id", SectorSize: 4096}, plain)
+	os.Remove(plain)
+	marker := randomHex(8)
+
+	c := runCycle(t, dir, cycleOptions{
+		Kernel:      k,
+		Conf:        "ext4 UUID=" + fsUUID + "\n",
+		Files:       map[string]string{"etc/e2e/volumes": v.volumesLine("table")},
+		Disks:       []string{v.Image},
+		MemoryMiB:   guestMiB,
+		CrashKernel: luksCrashKernel(),
+		Params:      "ukdump.marker=" + marker,
+		Timeout:     8 * time.Minute,
+		Modules:     luksModules,
+	})
+	if c.Err != nil {
+		t.Fatalf("kdump cycle: %v", c.Err)
+	}
+	wantLines(t, c.First, "first kernel",
+		"key transport initrd",
+		"key from the live dm-crypt table (checked against the header digest)",
+		"FIRSTINIT CHECK mkinitrd-no-key PASS",
+		"transport initrd, from dm-crypt table",
+	)
+	wantLines(t, c.Crash, "crash kernel", "opened LUKS2 "+v.Header.UUID)
+	vmcore, loaded, dmesg := verifyDump(t, dir, decrypt(t, v, filepath.Join(dir, "decrypted.img")), c, marker)
+	checkNoKeys(t, dir, c, v)
+	writeReport(t, dir, c, vmcore, loaded, dmesg)
+}
+
+// TestLUKSKernel: the CRASH_DM_CRYPT kernel. The first system left the key
+// as the logon key kdump-cryptsetup:vk-<uuid> (systemd's link-volume-key);
+// a wrong logon key is refused at load time; the kernel carries the right
+// one to the crash kernel.
+func TestLUKSKernel(t *testing.T) {
+	requireTools(t, append(hostTools, "cryptsetup")...)
+	k := crashDMKernel(t)
+	dir := outDir(t)
+	fsUUID := newUUID()
+	plain := plainExt4(t, dir, fsUUID, 600<<20)
+	v := formatLUKS(t, dir, "crashdisk", 620<<20, lukstest.Options{PBKDF: "argon2id"}, plain)
+	os.Remove(plain)
+	marker := randomHex(8)
+
+	c := runCycle(t, dir, cycleOptions{
+		Kernel:      k,
+		Conf:        "ext4 UUID=" + fsUUID + "\nkey_transport kernel\n",
+		Files:       map[string]string{"etc/e2e/volumes": v.volumesLine("keyring")},
+		Disks:       []string{v.Image},
+		MemoryMiB:   guestMiB,
+		CrashKernel: luksCrashKernel(),
+		Params:      "ukdump.marker=" + marker + " ukdump.wrongkey=1",
+		Timeout:     6 * time.Minute,
+	})
+	if c.Err != nil {
+		t.Fatalf("kdump cycle: %v", c.Err)
+	}
+	wantLines(t, c.First, "first kernel",
+		"FIRSTINIT CHECK wrong-key PASS",
+		"key from logon key kdump-cryptsetup:vk-"+v.Header.UUID+" (checked against the header digest)",
+		"FIRSTINIT CHECK mkinitrd-no-key PASS",
+	)
+	wantLines(t, c.Crash, "crash kernel", "asked the kernel to restore", "opened LUKS2 "+v.Header.UUID)
+	vmcore, loaded, dmesg := verifyDump(t, dir, decrypt(t, v, filepath.Join(dir, "decrypted.img")), c, marker)
+	checkNoKeys(t, dir, c, v)
+	writeReport(t, dir, c, vmcore, loaded, dmesg)
+}
+
+// TestLUKSTwoVolumes: ext4 on LUKS2 on LUKS1, both keys handed over in one
+// load: the inner one from its logon key, the outer one from the live
+// table, added as a logon key only for the load.
+func TestLUKSTwoVolumes(t *testing.T) {
+	requireTools(t, append(hostTools, "cryptsetup")...)
+	k := crashDMKernel(t)
+	dir := outDir(t)
+	fsUUID := newUUID()
+	plain := plainExt4(t, dir, fsUUID, 560<<20)
+	inner := formatLUKS(t, dir, "inner", 580<<20, lukstest.Options{KeyBits: 256}, plain)
+	os.Remove(plain)
+	outer := formatLUKS(t, dir, "outer", 600<<20, lukstest.Options{Version: 1}, inner.Image)
+	marker := randomHex(8)
+
+	c := runCycle(t, dir, cycleOptions{
+		Kernel:      k,
+		Conf:        "ext4 UUID=" + fsUUID + "\n",
+		Files:       map[string]string{"etc/e2e/volumes": outer.volumesLine("table") + inner.volumesLine("keyring")},
+		Disks:       []string{outer.Image},
+		MemoryMiB:   guestMiB,
+		CrashKernel: luksCrashKernel(),
+		Params:      "ukdump.marker=" + marker,
+		Timeout:     6 * time.Minute,
+	})
+	if c.Err != nil {
+		t.Fatalf("kdump cycle: %v", c.Err)
+	}
+	wantLines(t, c.First, "first kernel", "key transport kernel", "outer: key from the live dm-crypt table", "inner: key from logon key")
+	wantLines(t, c.Crash, "crash kernel", "opened LUKS1 "+outer.Header.UUID, "opened LUKS2 "+inner.Header.UUID)
+	innerPlain := decrypt(t, outer, filepath.Join(dir, "outer-decrypted.img"))
+	innerV := inner
+	innerV.Image = innerPlain
+	vmcore, loaded, dmesg := verifyDump(t, dir, decrypt(t, innerV, filepath.Join(dir, "decrypted.img")), c, marker)
+	checkNoKeys(t, dir, c, inner, outer)
+	writeReport(t, dir, c, vmcore, loaded, dmesg)
+}
+
+// TestLUKSKeyVanished: the crash kernel was reloaded by something that
+// handed over no key. The crash kernel must refuse to dump, take the
+// failure action, and write nothing.
+func TestLUKSKeyVanished(t *testing.T) {
+	requireTools(t, append(hostTools, "cryptsetup")...)
+	k := crashDMKernel(t)
+	dir := outDir(t)
+	fsUUID := newUUID()
+	plain := plainExt4(t, dir, fsUUID, 64<<20)
+	v := formatLUKS(t, dir, "crashdisk", 80<<20, lukstest.Options{}, plain)
+	os.Remove(plain)
+
+	c := runCycle(t, dir, cycleOptions{
+		Kernel:      k,
+		Conf:        "ext4 UUID=" + fsUUID + "\nkey_transport kernel\nfailure_action reboot\n",
+		Files:       map[string]string{"etc/e2e/volumes": v.volumesLine("keyring")},
+		Disks:       []string{v.Image},
+		MemoryMiB:   guestMiB,
+		CrashKernel: luksCrashKernel(),
+		Params:      "ukdump.scenario=nokeys",
+		Timeout:     4 * time.Minute,
+	})
+	if c.Err != nil {
+		t.Fatalf("kdump cycle did not end by itself: %v", c.Err)
+	}
+	wantLines(t, c.First, "first kernel", "FIRSTINIT reloaded the crash kernel without keys", "FIRSTINIT CHECK mkinitrd-no-key PASS")
+	wantLines(t, c.Crash, "crash kernel",
+		"kdumpinit: FAILED at unlock: LUKS "+v.Header.UUID+" (crashdisk): the first kernel handed over no key",
+		"kdumpinit: reboot")
+	if strings.Contains(c.Crash, "mounted") || strings.Contains(c.Crash, "dump complete") {
+		t.Errorf("crash kernel went on without the key:\n%s", qemu.Tail(c.Crash, 20))
+	}
+	out, err := exec.Command("debugfs", "-R", "ls -l /", decrypt(t, v, filepath.Join(dir, "decrypted.img"))).CombinedOutput()
+	if err != nil {
+		t.Fatalf("debugfs: %v\n%s", err, out)
+	}
+	if strings.Contains(string(out), "var") {
+		t.Errorf("something was written to the target:\n%s", out)
+	}
+	checkNoKeys(t, dir, c, v)
+}

@@ -1,0 +1,227 @@
+package loader
+
+import (
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	luksgo "github.com/anatol/luks.go"
+
+	"github.com/ukdump/ukdump/pkg/blockdev"
+	"github.com/ukdump/ukdump/pkg/config"
+	"github.com/ukdump/ukdump/pkg/dm"
+	"github.com/ukdump/ukdump/pkg/keys"
+	"github.com/ukdump/ukdump/pkg/luks"
+)
+
+// Volume is a LUKS device under the dump target.
+type Volume struct {
+	// UUID is the LUKS UUID.
+	UUID string
+	// Name is the mapping's name (e.g. luks-<uuid>); the crash kernel
+	// reuses it.
+	Name string
+	// Mapped is the kernel name of the dm-crypt device (dm-0), Backing the
+	// device node holding the LUKS header.
+	Mapped, Backing string
+	Header          *luks.Header
+}
+
+// findVolumes returns the LUKS volumes in the stack of the target device,
+// lowest first, because the crash kernel must open them in that order.
+func findVolumes(sys blockdev.Sys, stack []string) ([]Volume, error) {
+	var vols []Volume
+	for i := len(stack) - 1; i >= 0; i-- {
+		mapped := stack[i]
+		name, err := os.ReadFile(filepath.Join(sys.SysDir, "class", "block", mapped, "dm", "name"))
+		if err != nil {
+			continue // not a device-mapper device
+		}
+		slaves, _ := os.ReadDir(filepath.Join(sys.SysDir, "class", "block", mapped, "slaves"))
+		for _, s := range slaves {
+			path := filepath.Join(sys.DevDir, s.Name())
+			info, err := blockdev.ProbePath(path)
+			if err != nil || info.Type != "crypto_LUKS" {
+				continue
+			}
+			h, err := readHeader(path)
+			if err != nil {
+				return nil, err
+			}
+			vols = append(vols, Volume{UUID: h.UUID, Name: strings.TrimSpace(string(name)), Mapped: mapped, Backing: path, Header: h})
+		}
+	}
+	return vols, nil
+}
+
+func readHeader(path string) (*luks.Header, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("loader: %w", err)
+	}
+	defer f.Close()
+	h, err := luks.Parse(f)
+	if err != nil {
+		return nil, fmt.Errorf("loader: LUKS header on %s: %w", path, err)
+	}
+	return h, nil
+}
+
+// Key is a volume key on its way to the crash kernel: either the
+// description of a logon key the kernel transport can name, or the key
+// bytes themselves. Bytes are wiped by Wipe.
+type Key struct {
+	Volume Volume
+	// LogonDesc names a logon key that the kernel can copy.
+	LogonDesc string
+	// Bytes is the key itself when it was obtained from a source that gives it.
+	Bytes []byte
+	// Source says where the key came from, for messages and status.
+	Source string
+}
+
+// Wipe clears the key bytes.
+func (k *Key) Wipe() { keys.Wipe(k.Bytes) }
+
+// KeyOptions are the sources a user can add on the command line.
+type KeyOptions struct {
+	// KeyFile holds the passphrase of a keyslot; "-" is standard input.
+	KeyFile string
+	// Prompt asks for the passphrase of a volume; nil when there is no terminal.
+	Prompt func(v Volume) ([]byte, error)
+	// Log receives one line per source tried.
+	Log io.Writer
+}
+
+// findKey tries the key sources in order: a logon key in a keyring the
+// loader can reach, the hex key of the live dm-crypt table, then a
+// passphrase. Each is checked against the header digest before it is used,
+// so a wrong key fails here, naming the device, and not in the crash kernel.
+func findKey(v Volume, t config.Transport, o KeyOptions) (*Key, error) {
+	say := func(format string, args ...any) {
+		fmt.Fprintf(o.Log, "  %s: "+format+"\n", append([]any{v.Name}, args...)...)
+	}
+	for _, desc := range []string{keys.Description(v.UUID), keys.LegacyDescription(v.UUID)} {
+		id, err := keys.Find("logon", desc)
+		if err != nil {
+			continue
+		}
+		if t != config.Kernel {
+			say("logon key %s found, but the initrd transport needs the key bytes, which a logon key never gives", desc)
+			break
+		}
+		checked, err := verifyLogon(v, id)
+		if err != nil {
+			return nil, fmt.Errorf("loader: %s (LUKS %s): logon key %s: %w", v.Name, v.UUID, desc, err)
+		}
+		if checked {
+			say("key from logon key %s (checked against the header digest)", desc)
+		} else {
+			say("key from logon key %s (not checked: this kernel cannot hash with a logon key; the crash kernel checks it)", desc)
+		}
+		return &Key{Volume: v, LogonDesc: desc, Source: "logon key " + desc}, nil
+	}
+
+	b, ref, err := dm.TableKey(v.Name)
+	switch {
+	case err == nil:
+		if err := v.Header.VerifyKey(b); err != nil {
+			keys.Wipe(b)
+			return nil, fmt.Errorf("loader: %s (LUKS %s): key in the live dm-crypt table: %w", v.Name, v.UUID, err)
+		}
+		say("key from the live dm-crypt table (checked against the header digest)")
+		return &Key{Volume: v, Bytes: b, Source: "dm-crypt table"}, nil
+	case errors.Is(err, dm.ErrKeyInKeyring):
+		say("the live mapping keeps its key in the keyring (%s), not in its table", ref)
+	default:
+		say("no key from the live mapping: %v", err)
+	}
+
+	pass, err := passphrase(v, o)
+	if err != nil {
+		return nil, fmt.Errorf("loader: %s (LUKS %s): no key: no logon key %s, no key in the dm-crypt table, and %w",
+			v.Name, v.UUID, keys.Description(v.UUID), err)
+	}
+	defer keys.Wipe(pass)
+	b, err = unlockWithPassphrase(v, pass)
+	if err != nil {
+		return nil, fmt.Errorf("loader: %s (LUKS %s): %w", v.Name, v.UUID, err)
+	}
+	if err := v.Header.VerifyKey(b); err != nil {
+		keys.Wipe(b)
+		return nil, fmt.Errorf("loader: %s (LUKS %s): key from passphrase: %w", v.Name, v.UUID, err)
+	}
+	say("key from the passphrase (keyslot KDF run here, checked against the header digest)")
+	return &Key{Volume: v, Bytes: b, Source: "passphrase"}, nil
+}
+
+// verifyLogon checks a logon key against the digest with the kernel's
+// keyed HMAC, since userspace cannot read a logon key. A kernel without it
+// (before 6.2, or without AF_ALG hashes) cannot check here, which it
+// reports as not checked: the crash kernel still checks before it maps
+// anything.
+func verifyLogon(v Volume, id int) (checked bool, err error) {
+	d := v.Header.Digest
+	if d.Type != "pbkdf2" {
+		return false, fmt.Errorf("digest type %q: %w", d.Type, luks.ErrUnsupported)
+	}
+	got, err := keys.PBKDF2(id, d.Hash, d.Salt, d.Iterations, len(d.Value))
+	if errors.Is(err, keys.ErrNoKernelHMAC) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if subtle.ConstantTimeCompare(got, d.Value) != 1 {
+		return true, luks.ErrWrongKey
+	}
+	return true, nil
+}
+
+func passphrase(v Volume, o KeyOptions) ([]byte, error) {
+	switch {
+	case o.KeyFile == "-":
+		b, err := io.ReadAll(io.LimitReader(os.Stdin, 8<<10))
+		return trimNewline(b), err
+	case o.KeyFile != "":
+		b, err := os.ReadFile(o.KeyFile)
+		return trimNewline(b), err
+	case o.Prompt != nil:
+		return o.Prompt(v)
+	}
+	return nil, errors.New("no passphrase (give --key-file, or run on a terminal)")
+}
+
+func trimNewline(b []byte) []byte {
+	if n := len(b); n > 0 && b[n-1] == '\n' {
+		b[n-1] = 0
+		return b[:n-1]
+	}
+	return b
+}
+
+// unlockWithPassphrase runs the keyslot KDF with anatol/luks.go, which has
+// the memory for Argon2 here in the first kernel. luks.go keeps the volume
+// key private and can only hand it to device-mapper, so the key is read back
+// from a short-lived mapping's table and the mapping removed at once.
+func unlockWithPassphrase(v Volume, pass []byte) ([]byte, error) {
+	dev, err := luksgo.Open(v.Backing)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", v.Backing, err)
+	}
+	defer dev.Close()
+	tmp := "ukdump-key-" + strings.ReplaceAll(v.UUID, "-", "")[:12]
+	if err := dev.UnlockAny(pass, tmp); err != nil {
+		return nil, fmt.Errorf("passphrase: %w", err)
+	}
+	defer dm.Remove(tmp)
+	key, _, err := dm.TableKey(tmp)
+	if err != nil {
+		return nil, err
+	}
+	return key, nil
+}
