@@ -49,7 +49,7 @@ func TestCrashCycle(t *testing.T) {
 		Modules:     []string{"virtio_pci", "virtio_blk"},
 	})
 	vmcore, loaded, dmesg := verifyDump(t, dir, disk, c, marker)
-	writeReport(t, dir, c, vmcore, loaded, dmesg)
+	writeReport(t, dir, c, vmcore, loaded, dmesg, "ext4 on a virtio disk")
 }
 
 // verifyDump checks a cycle that should have written one dump to the ext4
@@ -121,10 +121,17 @@ func grepLines(s, sub string) string {
 }
 
 // writeReport leaves the figures a person wants after a demo run.
-func writeReport(t *testing.T, dir string, c cycle, vmcore string, loaded uint64, dmesg string) {
+func writeReport(t *testing.T, dir string, c cycle, vmcore string, loaded uint64, dmesg, target string) {
 	st, _ := os.Stat(vmcore)
 	var b strings.Builder
-	fmt.Fprintf(&b, "dump:            %s (%d MiB; %d MiB of memory in PT_LOAD)\n", vmcore, st.Size()>>20, loaded>>20)
+	fmt.Fprintf(&b, "target:          %s\n", target)
+	if m := regexp.MustCompile(`kdumpinit: dump complete: (\S+)`).FindStringSubmatch(c.Crash); m != nil {
+		fmt.Fprintf(&b, "written to:      %s on the target\n", m[1])
+	}
+	fmt.Fprintf(&b, "extracted to:    %s (%d MiB; %d MiB of memory in PT_LOAD)\n", vmcore, st.Size()>>20, loaded>>20)
+	for _, m := range regexp.MustCompile(`kdumpinit: (digest check .*)`).FindAllStringSubmatch(c.Crash, -1) {
+		fmt.Fprintf(&b, "crash kernel:    %s\n", m[1])
+	}
 	if m := regexp.MustCompile(`initramfs: .*`).FindString(c.First); m != "" {
 		fmt.Fprintf(&b, "crash initramfs: %s\n", strings.TrimPrefix(m, "initramfs: "))
 	}

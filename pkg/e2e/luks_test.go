@@ -157,13 +157,14 @@ func TestLUKSInitrd(t *testing.T) {
 	wantLines(t, c.Crash, "crash kernel", "opened LUKS2 "+v.Header.UUID)
 	vmcore, loaded, dmesg := verifyDump(t, dir, decrypt(t, v, filepath.Join(dir, "decrypted.img")), c, marker)
 	checkNoKeys(t, dir, c, v)
-	writeReport(t, dir, c, vmcore, loaded, dmesg)
+	writeReport(t, dir, c, vmcore, loaded, dmesg, "ext4 on LUKS2 (Argon2id, 4096-byte sectors), key handed over in the in-memory initramfs")
 }
 
 // TestLUKSKernel: the CRASH_DM_CRYPT kernel. The first system left the key
 // as the logon key kdump-cryptsetup:vk-<uuid> (systemd's link-volume-key);
 // a wrong logon key is refused at load time; the kernel carries the right
-// one to the crash kernel.
+// one to the crash kernel. After the load the logon key goes away and the
+// crash kernel is reloaded with the keys the kernel saved (reuse).
 func TestLUKSKernel(t *testing.T) {
 	requireTools(t, append(hostTools, "cryptsetup")...)
 	k := crashDMKernel(t)
@@ -181,7 +182,7 @@ func TestLUKSKernel(t *testing.T) {
 		Disks:       []string{v.Image},
 		MemoryMiB:   guestMiB,
 		CrashKernel: luksCrashKernel(),
-		Params:      "ukdump.marker=" + marker + " ukdump.wrongkey=1",
+		Params:      "ukdump.marker=" + marker + " ukdump.wrongkey=1 ukdump.reuse=1",
 		Timeout:     6 * time.Minute,
 	})
 	if c.Err != nil {
@@ -191,11 +192,14 @@ func TestLUKSKernel(t *testing.T) {
 		"FIRSTINIT CHECK wrong-key PASS",
 		"key from logon key kdump-cryptsetup:vk-"+v.Header.UUID+" (checked against the header digest)",
 		"FIRSTINIT CHECK mkinitrd-no-key PASS",
+		"FIRSTINIT CHECK reload-without-keys-refused PASS",
+		"reusing the key saved by the last load",
+		"FIRSTINIT reloaded with --reuse-keys",
 	)
 	wantLines(t, c.Crash, "crash kernel", "asked the kernel to restore", "opened LUKS2 "+v.Header.UUID)
 	vmcore, loaded, dmesg := verifyDump(t, dir, decrypt(t, v, filepath.Join(dir, "decrypted.img")), c, marker)
 	checkNoKeys(t, dir, c, v)
-	writeReport(t, dir, c, vmcore, loaded, dmesg)
+	writeReport(t, dir, c, vmcore, loaded, dmesg, "ext4 on LUKS2 (Argon2id), key handed over by the kernel (CRASH_DM_CRYPT)")
 }
 
 // TestLUKSTwoVolumes: ext4 on LUKS2 on LUKS1, both keys handed over in one
@@ -232,7 +236,7 @@ func TestLUKSTwoVolumes(t *testing.T) {
 	innerV.Image = innerPlain
 	vmcore, loaded, dmesg := verifyDump(t, dir, decrypt(t, innerV, filepath.Join(dir, "decrypted.img")), c, marker)
 	checkNoKeys(t, dir, c, inner, outer)
-	writeReport(t, dir, c, vmcore, loaded, dmesg)
+	writeReport(t, dir, c, vmcore, loaded, dmesg, "ext4 on LUKS2 on LUKS1, both keys handed over by the kernel")
 }
 
 // TestLUKSKeyVanished: the crash kernel was reloaded by something that

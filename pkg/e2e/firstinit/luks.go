@@ -217,3 +217,23 @@ func kernelPath() string {
 	unix.Uname(&uts)
 	return "/boot/vmlinuz-" + unix.ByteSliceToString(uts.Release[:])
 }
+
+// reloadReusingKeys drops the volume logon keys, as a key timeout would,
+// checks that a plain reload then fails, and reloads with --reuse-keys,
+// which makes the kernel reuse the keys it saved at the first load.
+func reloadReusingKeys(vols []volume) error {
+	for _, v := range vols {
+		if id, err := keys.Find("logon", keys.Description(v.uuid)); err == nil {
+			keys.Invalidate(id)
+		}
+	}
+	out, err := exec.Command("/usr/bin/ukdump", "load").CombinedOutput()
+	check("reload-without-keys-refused", err != nil && bytes.Contains(out, []byte("no key")), out)
+	out, err = exec.Command("/usr/bin/ukdump", "load", "--reuse-keys").CombinedOutput()
+	fmt.Printf("%s", out)
+	if err != nil {
+		return fmt.Errorf("ukdump load --reuse-keys: %w", err)
+	}
+	say("reloaded with --reuse-keys")
+	return nil
+}

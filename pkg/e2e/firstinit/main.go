@@ -13,6 +13,8 @@
 //	                         after loading, reload the crash kernel
 //	                         without the volume keys
 //	ukdump.wrongkey=1        first check that a wrong logon key is refused
+//	ukdump.reuse=1           after loading, drop the logon keys and reload
+//	                         with "ukdump load --reuse-keys"
 //
 // LUKS volumes listed in /etc/e2e/volumes are opened first (see volume).
 //
@@ -106,6 +108,11 @@ func run() error {
 	out, _ = exec.Command("/usr/bin/ukdump", "status").CombinedOutput()
 	fmt.Printf("%s", out)
 
+	if params["ukdump.reuse"] == "1" {
+		if err := reloadReusingKeys(vols); err != nil {
+			return err
+		}
+	}
 	switch params["ukdump.scenario"] {
 	case "vanish":
 		if err := wipeSuperblock(target); err != nil {
