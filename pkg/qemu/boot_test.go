@@ -2,7 +2,6 @@ package qemu
 
 import (
 	"bytes"
-	"compress/gzip"
 	"errors"
 	"os"
 	"os/exec"
@@ -12,8 +11,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/u-root/u-root/pkg/cpio"
 )
 
 // fetchScript fetches Debian's stock cloud kernel; the path is relative to
@@ -79,68 +76,9 @@ func needVM(t *testing.T) (kernel string) {
 	return kernels[len(kernels)-1]
 }
 
-// buildInitramfs compiles initSource statically and packs it with a
-// /dev/console node, which the kernel needs to give init its stdio, as a
-// gzipped newc cpio.
-func buildInitramfs(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	src := filepath.Join(dir, "src")
-	if err := os.MkdirAll(src, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	files := map[string]string{
-		"go.mod":  "module helloinit\n\ngo 1.22\n",
-		"main.go": initSource,
-	}
-	for name, body := range files {
-		if err := os.WriteFile(filepath.Join(src, name), []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	bin := filepath.Join(dir, "init")
-	build := exec.Command("go", "build", "-trimpath", "-o", bin, ".")
-	build.Dir = src
-	// The guest is amd64 whatever the host is; GOWORK=off keeps a go.work
-	// around the temp dir from pulling this throwaway module in.
-	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64", "GOWORK=off", "GOFLAGS=")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building test init: %v\n%s", err, out)
-	}
-	initBin, err := os.ReadFile(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	var buf bytes.Buffer
-	gz := gzip.NewWriter(&buf)
-	w := cpio.Newc.Writer(gz)
-	records := []cpio.Record{
-		cpio.Directory("dev", 0o755),
-		cpio.CharDev("dev/console", 0o600, 5, 1),
-		cpio.StaticRecord(initBin, cpio.Info{Name: "init", Mode: cpio.S_IFREG | 0o755}),
-	}
-	for _, r := range records {
-		if err := w.WriteRecord(r); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := cpio.WriteTrailer(w); err != nil {
-		t.Fatal(err)
-	}
-	if err := gz.Close(); err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, "initramfs.cpio.gz")
-	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
 func TestBootPowerOff(t *testing.T) {
 	kernel := needVM(t)
-	initrd := buildInitramfs(t)
+	initrd := buildGoInitramfs(t, initSource)
 	o := Options{
 		Kernel:  kernel,
 		Initrd:  initrd,
@@ -170,7 +108,7 @@ func TestBootPowerOff(t *testing.T) {
 // against a real serial console.
 func TestBootTimeout(t *testing.T) {
 	kernel := needVM(t)
-	initrd := buildInitramfs(t)
+	initrd := buildGoInitramfs(t, initSource)
 	o := Options{
 		Kernel:  kernel,
 		Initrd:  initrd,

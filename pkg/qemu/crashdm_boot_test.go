@@ -106,8 +106,8 @@ func needCrashdmKernel(t *testing.T) string {
 }
 
 // buildGoInitramfs compiles source as a static amd64 /init and packs it with
-// /dev/console as a gzipped newc cpio, like buildInitramfs does for
-// initSource.
+// a /dev/console node, which the kernel needs to give init its stdio, as a
+// gzipped newc cpio.
 func buildGoInitramfs(t *testing.T, source string) string {
 	t.Helper()
 	dir := t.TempDir()

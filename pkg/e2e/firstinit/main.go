@@ -12,6 +12,8 @@
 //	                         crash kernel never finds its UUID; "nokeys":
 //	                         after loading, reload the crash kernel
 //	                         without the volume keys
+//	ukdump.fill=1            fill memory before the crash (benchmark vmcore;
+//	                         ukdump.anon=MiB of anonymous memory)
 //	ukdump.wrongkey=1        first check that a wrong logon key is refused
 //	ukdump.reuse=1           after loading, drop the logon keys and reload
 //	                         with "ukdump load --reuse-keys"
@@ -108,6 +110,11 @@ func run() error {
 	out, _ = exec.Command("/usr/bin/ukdump", "status").CombinedOutput()
 	fmt.Printf("%s", out)
 
+	if params["ukdump.fill"] == "1" {
+		if err := fill(params); err != nil {
+			return err
+		}
+	}
 	if params["ukdump.reuse"] == "1" {
 		if err := reloadReusingKeys(vols); err != nil {
 			return err
