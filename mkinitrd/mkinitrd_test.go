@@ -80,6 +80,7 @@ func options(t *testing.T) Options {
 			TargetTimeout: 5e9,
 			FailureAction: config.Reboot,
 			FinalAction:   config.Poweroff,
+			Dump:          config.Dump{Level: 31, Compression: "snappy", Format: "kdump"},
 		},
 		Tree:    moduleTree(t),
 		Modules: []string{"a"},

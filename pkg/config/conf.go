@@ -25,6 +25,9 @@ import (
 //	target_timeout 60            seconds the crash kernel waits for the target
 //	cmdline_append arg1 arg2     more crash kernel command line arguments
 //	key_transport auto           how LUKS volume keys reach the crash kernel: auto, kernel or initrd
+//	dump_level 31                pages left out: 1 zero, 2 cache, 4 private cache, 8 user, 16 free
+//	compression snappy           per-page compression: snappy, zstd, zlib or none
+//	format kdump                 kdump (kdump-compressed) or elf
 type File struct {
 	Target        Target
 	Path          string
@@ -34,6 +37,7 @@ type File struct {
 	TargetTimeout time.Duration
 	CmdlineAppend []string
 	KeyTransport  Transport
+	Dump          Dump
 }
 
 // ReadFile parses the configuration file at name.
@@ -58,6 +62,7 @@ func Parse(r io.Reader) (*File, error) {
 		FinalAction:   Reboot,
 		TargetTimeout: DefaultTargetTimeout,
 		KeyTransport:  Auto,
+		Dump:          Dump{Level: DefaultDumpLevel, Compression: DefaultCompression, Format: DefaultFormat},
 	}
 	seen := map[string]int{}
 	sc := bufio.NewScanner(r)
@@ -95,7 +100,7 @@ func Parse(r io.Reader) (*File, error) {
 // that an administrator moving a kdump.conf learns why a line is refused.
 func unsupported(key string) bool {
 	switch key {
-	case "raw", "nfs", "ssh", "sshkey", "virtiofs", "core_collector", "kdump_post", "kdump_pre",
+	case "raw", "nfs", "ssh", "sshkey", "virtiofs", "kdump_post", "kdump_pre",
 		"extra_bins", "dracut_args", "fence_kdump_args", "fence_kdump_nodes",
 		"force_rebuild", "force_no_rebuild", "auto_reset_crashkernel", "failure_action_wait":
 		return true
@@ -177,10 +182,78 @@ func (c *File) apply(key string, f []string) error {
 		default:
 			return fmt.Errorf("unknown transport %q (want auto, kernel or initrd)", s)
 		}
+	case key == "dump_level":
+		s, err := one()
+		if err != nil {
+			return err
+		}
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 || n > 31 {
+			return fmt.Errorf("%q is not a dump level from 0 to 31", s)
+		}
+		c.Dump.Level = n
+	case key == "compression" || key == "format":
+		s, err := one()
+		if err != nil {
+			return err
+		}
+		d := c.Dump
+		if key == "format" {
+			d.Format = s
+		} else {
+			d.Compression = s
+		}
+		if err := d.Validate(); err != nil {
+			return errors.New(strings.TrimPrefix(err.Error(), "config: "))
+		}
+		c.Dump = d
+	case key == "core_collector":
+		d, err := parseCollector(args, c.Dump)
+		if err != nil {
+			return err
+		}
+		c.Dump = d
 	case unsupported(key):
 		return errors.New("not supported by ukdump")
 	default:
 		return errors.New("unknown directive")
 	}
 	return nil
+}
+
+// parseCollector reads the makedumpfile options of a kdump.conf
+// core_collector line, so that an existing kdump.conf keeps its meaning:
+// -d level, -c zlib, -l lzo (written as snappy, which is as fast), -p
+// snappy, -z zstd, -E ELF. Options that only tune makedumpfile's own output
+// (--message-level, -F, --num-threads ...) are accepted and ignored.
+func parseCollector(args []string, d Dump) (Dump, error) {
+	if len(args) == 0 || args[0] != "makedumpfile" {
+		return d, errors.New("only makedumpfile options are understood (ukdump collects the dump itself)")
+	}
+	for i := 1; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "-d" && i+1 < len(args):
+			i++
+			n, err := strconv.Atoi(args[i])
+			if err != nil || n < 0 || n > 31 {
+				return d, fmt.Errorf("-d %q is not a dump level from 0 to 31", args[i])
+			}
+			d.Level = n
+		case a == "-c":
+			d.Compression = "zlib"
+		case a == "-l" || a == "-p":
+			d.Compression = "snappy"
+		case a == "-z":
+			d.Compression = "zstd"
+		case a == "-E":
+			d.Format = "elf"
+		case a == "--message-level" || a == "--num-threads":
+			i++
+		case strings.HasPrefix(a, "-"):
+		default:
+			return d, fmt.Errorf("unexpected argument %q", a)
+		}
+	}
+	return d, nil
 }

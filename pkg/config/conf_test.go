@@ -18,6 +18,9 @@ extra_modules nvme ahci
 target_timeout 15
 cmdline_append loglevel=7
 key_transport initrd
+dump_level 17
+compression zstd
+format elf
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -34,7 +37,7 @@ key_transport initrd
 	if got.Target != want.Target || got.Path != want.Path || got.FailureAction != want.FailureAction ||
 		got.FinalAction != want.FinalAction || strings.Join(got.ExtraModules, ",") != "nvme,ahci" ||
 		got.TargetTimeout != want.TargetTimeout || strings.Join(got.CmdlineAppend, " ") != "loglevel=7" ||
-		got.KeyTransport != Initrd {
+		got.KeyTransport != Initrd || got.Dump != (Dump{Level: 17, Compression: "zstd", Format: "elf"}) {
 		t.Errorf("Parse = %+v, want %+v", *got, want)
 	}
 }
@@ -45,7 +48,8 @@ func TestParseDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got.Path != DefaultPath || got.FailureAction != Reboot || got.FinalAction != Reboot ||
-		got.TargetTimeout != DefaultTargetTimeout || got.Target.UUID != "" || got.KeyTransport != Auto {
+		got.TargetTimeout != DefaultTargetTimeout || got.Target.UUID != "" || got.KeyTransport != Auto ||
+		got.Dump != (Dump{Level: 31, Compression: "snappy", Format: "kdump"}) {
 		t.Errorf("defaults: %+v", *got)
 	}
 }
@@ -63,6 +67,10 @@ func TestParseErrors(t *testing.T) {
 		{"missing arg", "ext4 /dev/vda\npath\n", "line 2: path: want one argument, have 0"},
 		{"bad timeout", "ext4 /dev/vda\ntarget_timeout -3\n", `line 2: target_timeout: "-3" is not a positive number`},
 		{"extra arg", "ext4 /dev/vda extra\n", "line 1: ext4: want one device"},
+		{"bad level", "ext4 /dev/vda\ndump_level 32\n", `line 2: dump_level: "32" is not a dump level from 0 to 31`},
+		{"bad compression", "ext4 /dev/vda\ncompression lz4\n", `line 2: compression: compression "lz4" is not zstd, snappy, zlib or none`},
+		{"bad format", "ext4 /dev/vda\nformat sadump\n", `line 2: format: format "sadump" is not kdump or elf`},
+		{"collector", "ext4 /dev/vda\ncore_collector cp /proc/vmcore\n", "line 2: core_collector: only makedumpfile options"},
 		{"bad transport", "ext4 /dev/vda\nkey_transport carrier-pigeon\n", `line 2: key_transport: unknown transport "carrier-pigeon"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -96,6 +104,7 @@ func TestInitRoundTrip(t *testing.T) {
 		TargetTimeout: Duration(90 * time.Second),
 		FailureAction: Reboot,
 		FinalAction:   Poweroff,
+		Dump:          Dump{Level: 31, Compression: "snappy", Format: "kdump"},
 	}
 	b, err := in.Marshal()
 	if err != nil {
@@ -118,7 +127,8 @@ func TestInitRoundTrip(t *testing.T) {
 }
 
 func TestInitValidate(t *testing.T) {
-	ok := Init{Target: Target{FSType: "ext4", UUID: "u"}, Path: "/p", TargetTimeout: 1, FailureAction: Reboot, FinalAction: Reboot}
+	ok := Init{Target: Target{FSType: "ext4", UUID: "u"}, Path: "/p", TargetTimeout: 1, FailureAction: Reboot, FinalAction: Reboot,
+		Dump: Dump{Level: 31, Compression: "zstd", Format: "kdump"}}
 	for _, tc := range []struct {
 		name string
 		edit func(*Init)
@@ -129,6 +139,7 @@ func TestInitValidate(t *testing.T) {
 		{"path", func(c *Init) { c.Path = "rel" }, "not absolute"},
 		{"timeout", func(c *Init) { c.TargetTimeout = 0 }, "target_timeout"},
 		{"action", func(c *Init) { c.FinalAction = "" }, "unknown action"},
+		{"dump", func(c *Init) { c.Dump.Level = 40 }, "dump_level 40"},
 		{"volume name", func(c *Init) { c.Volumes = []Volume{{UUID: "v"}} }, "needs a UUID and a name"},
 		{"kernel desc", func(c *Init) { c.Volumes = []Volume{{UUID: "v", Name: "n", Transport: Kernel}} }, "without a key description"},
 		{"initrd file", func(c *Init) { c.Volumes = []Volume{{UUID: "v", Name: "n", Transport: Initrd}} }, "without a key file"},
@@ -142,5 +153,19 @@ func TestInitValidate(t *testing.T) {
 	}
 	if err := ok.Validate(); err != nil {
 		t.Errorf("valid config refused: %v", err)
+	}
+}
+
+func TestCoreCollector(t *testing.T) {
+	got, err := Parse(strings.NewReader("ext4 /dev/vda\ncore_collector makedumpfile -l --message-level 7 -d 23\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Dump != (Dump{Level: 23, Compression: "snappy", Format: "kdump"}) {
+		t.Errorf("Dump = %+v", got.Dump)
+	}
+	got, err = Parse(strings.NewReader("ext4 /dev/vda\ncore_collector makedumpfile -E -d 1\n"))
+	if err != nil || got.Dump.Format != "elf" || got.Dump.Level != 1 {
+		t.Errorf("ELF collector: %+v, %v", got, err)
 	}
 }

@@ -73,6 +73,45 @@ type Init struct {
 	// Volumes are the LUKS devices under the target, lowest first: each is
 	// unlocked before the ones above it and the target.
 	Volumes []Volume `json:"volumes,omitempty"`
+	// Dump says how the dump is filtered and written.
+	Dump Dump `json:"dump"`
+}
+
+// Dump is the core collector's configuration.
+type Dump struct {
+	// Level is makedumpfile's dump level: the sum of 1 (zero pages),
+	// 2 (cache without private), 4 (all cache), 8 (user), 16 (free) that
+	// are left out.
+	Level int `json:"level"`
+	// Compression is the per-page compression of the kdump format.
+	Compression string `json:"compression"`
+	// Format is "kdump" (kdump-compressed) or "elf".
+	Format string `json:"format"`
+}
+
+// Defaults of the core collector. Snappy is the default compression: in a
+// crash kernel on one CPU it keeps up with reading memory (about 600 MB/s
+// per core against 130 MB/s for zstd), while filtering does most of the
+// shrinking; zstd is there for small dumps over slow disks.
+const (
+	DefaultDumpLevel   = 31
+	DefaultCompression = "snappy"
+	DefaultFormat      = "kdump"
+)
+
+// ValidateDump reports a dump setting kdumpinit cannot honour.
+func (d Dump) Validate() error {
+	switch {
+	case d.Level < 0 || d.Level > 31:
+		return fmt.Errorf("config: dump_level %d is not between 0 and 31", d.Level)
+	case d.Format != "kdump" && d.Format != "elf":
+		return fmt.Errorf("config: format %q is not kdump or elf", d.Format)
+	}
+	switch d.Compression {
+	case "zstd", "snappy", "zlib", "none":
+		return nil
+	}
+	return fmt.Errorf("config: compression %q is not zstd, snappy, zlib or none", d.Compression)
 }
 
 // Transport is how a volume key travels from the first to the crash kernel.
@@ -118,6 +157,9 @@ func (c *Init) Validate() error {
 		return fmt.Errorf("config: path %q is not absolute", c.Path)
 	case c.TargetTimeout <= 0:
 		return errors.New("config: target_timeout must be positive")
+	}
+	if err := c.Dump.Validate(); err != nil {
+		return err
 	}
 	for _, v := range c.Volumes {
 		switch {

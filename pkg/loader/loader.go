@@ -200,6 +200,7 @@ func Prepare(o Options) (*Plan, error) {
 				FailureAction: cf.FailureAction,
 				FinalAction:   cf.FinalAction,
 				Volumes:       cvols,
+				Dump:          cf.Dump,
 			},
 			Tree:        tree,
 			Modules:     loadable(mods, tree, o.Sys.SysDir),
