@@ -31,9 +31,15 @@ e2e:
 	$(GO) test -count=1 -timeout 30m -v -run . ./pkg/e2e/
 
 # The test command of README.md and CI: lint, unit tests and the QEMU
-# end-to-end tests.
+# end-to-end tests, then the tests that read the vmcores those real crashes
+# left (Debian 6.1 and Linux 7.3) against makedumpfile, crash and
+# libkdumpfile.
+VMCORE_DIR ?= $(HOME)/.cache/ukdump/vmcores/test
+REAL_VMCORES := UKDUMP_TEST_VMCORE=$(VMCORE_DIR)/debian-6.1.vmcore UKDUMP_TEST_VMCORE_73=$(VMCORE_DIR)/crashdm-7.3.vmcore
 test: lint
-	$(GO) test -count=1 -timeout 40m ./...
+	rm -rf $(VMCORE_DIR)
+	UKDUMP_VMCORE_DIR=$(VMCORE_DIR) $(GO) test -count=1 -timeout 40m ./...
+	$(REAL_VMCORES) $(GO) test -count=1 -timeout 20m ./pkg/vmcore/... ./pkg/diskdump/... ./pkg/collector/...
 
 # The whole crash cycle in QEMU, dumping to a LUKS2 volume, with a short
 # report. Debian's stock kernel, so no kernel build is needed.

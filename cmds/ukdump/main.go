@@ -4,6 +4,9 @@
 //	ukdump unload   remove the crash kernel
 //	ukdump status   show whether a crash kernel is loaded, and for what
 //	ukdump mkinitrd -o FILE   write the crash initramfs to a file
+//	ukdump convert IN OUT     filter and compress an ELF vmcore
+//	ukdump dmesg DUMP         print the kernel log of a dump
+//	ukdump info DUMP          describe a dump
 package main
 
 import (
@@ -24,6 +27,9 @@ commands:
   unload     unload the crash kernel
   status     show the crash kernel state
   mkinitrd   write the crash initramfs to a file (-o FILE)
+  convert    filter and compress an ELF vmcore: convert [-d 31] [-c snappy] [-elf] IN OUT
+  dmesg      print the kernel log held in a dump (ELF or kdump-compressed)
+  info       describe a dump: kernel, crash time, pages, level, compression
 
 Run "ukdump <command> -h" for the flags of a command.
 `
@@ -63,6 +69,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		addLoadFlags()
 		fs.StringVar(&output, "o", "", "output file (required)")
 	case "unload", "status":
+	case "convert", "dmesg", "info":
+		return offline(cmd, args, stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -5,7 +5,6 @@ package capture
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -14,10 +13,12 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ukdump/ukdump/pkg/blockdev"
+	"github.com/ukdump/ukdump/pkg/collector"
 	"github.com/ukdump/ukdump/pkg/config"
+	"github.com/ukdump/ukdump/pkg/diskdump"
 	"github.com/ukdump/ukdump/pkg/dumpdir"
 	"github.com/ukdump/ukdump/pkg/kmsg"
-	"github.com/ukdump/ukdump/pkg/progress"
+	"github.com/ukdump/ukdump/pkg/vmcore"
 )
 
 // Env is what the job touches of the crash kernel's system.
@@ -103,7 +104,7 @@ func Run(ctx context.Context, cfg *config.Init, env Env) (res *Result, err error
 	rel := filepath.Join(cfg.Path, filepath.Base(dir))
 	env.Log.Printf("writing dump to %s", rel)
 
-	n, took, err := copyVmcore(env, dir)
+	n, took, err := writeDump(cfg.Dump, env, dir)
 	if err != nil {
 		return nil, step("write vmcore", err)
 	}
@@ -111,38 +112,61 @@ func Run(ctx context.Context, cfg *config.Init, env Env) (res *Result, err error
 	return &Result{Dir: rel, Bytes: n, Took: took}, nil
 }
 
-// copyVmcore copies the ELF core as it is. Filtering and compression come
-// with the core collector; until then the dump is as large as memory.
-func copyVmcore(env Env, dir string) (int64, time.Duration, error) {
-	in, err := os.Open(env.Vmcore)
+// writeDump writes the kernel log first, so that it survives even if the
+// dump does not, then the filtered, compressed dump.
+func writeDump(d config.Dump, env Env, dir string) (int64, time.Duration, error) {
+	start := time.Now()
+	core, err := vmcore.Open(env.Vmcore)
 	if err != nil {
 		return 0, 0, err
 	}
-	defer in.Close()
-	st, err := in.Stat()
-	if err != nil {
-		return 0, 0, err
-	}
-	size := st.Size()
-	warnSpace(env, dir, size)
-	meter := progress.NewMeter(size, 2*time.Second, func(s progress.Stats) {
-		env.Log.Progressf("vmcore %s", s)
-		if env.Kick != nil {
-			env.Kick()
-		}
+	defer core.Close()
+	err = dumpdir.WriteFile(dir, "vmcore-dmesg.txt", func(f *os.File) error {
+		return collector.Dmesg(core, f)
 	})
-	err = dumpdir.WriteFile(dir, "vmcore", func(w io.Writer) error {
-		buf := make([]byte, 1<<20)
-		_, err := io.CopyBuffer(io.MultiWriter(w, meter), onlyReader{in}, buf)
+	if err != nil {
+		env.Log.Printf("warning: no vmcore-dmesg.txt: %v", err)
+	} else {
+		env.Log.Printf("wrote vmcore-dmesg.txt")
+	}
+	comp, err := diskdump.ParseCompression(d.Compression)
+	if err != nil {
+		return 0, 0, err
+	}
+	st, _ := os.Stat(env.Vmcore)
+	warnSpace(env, dir, st.Size())
+	o := collector.Options{
+		Level:       vmcore.Level(d.Level),
+		Compression: comp,
+		ELF:         d.Format == "elf",
+		Progress: func(p collector.Progress) {
+			env.Log.Progressf("%s", p)
+			if env.Kick != nil {
+				env.Kick()
+			}
+		},
+	}
+	var res *collector.Result
+	err = dumpdir.WriteFile(dir, "vmcore", func(f *os.File) error {
+		var err error
+		res, err = collector.Write(core, f, o)
 		return err
 	})
-	stats := meter.Finish()
-	return stats.Done, stats.Elapsed, err
+	if res != nil {
+		for _, w := range res.Warnings {
+			env.Log.Printf("warning: %s", w)
+		}
+		env.Log.Printf("pages: %s; %d written, %d of them zero", res.Stats.String(), res.Writer.Written, res.Writer.ZeroPages)
+	}
+	if err != nil {
+		return 0, 0, err
+	}
+	fi, err := os.Stat(filepath.Join(dir, "vmcore"))
+	if err != nil {
+		return 0, 0, err
+	}
+	return fi.Size(), time.Since(start), nil
 }
-
-// onlyReader hides WriterTo/ReaderFrom so that io.CopyBuffer goes through
-// the meter for every buffer instead of handing the copy to the kernel.
-type onlyReader struct{ io.Reader }
 
 // warnSpace says early when the target cannot hold the dump, so that the
 // administrator reading the console knows why it will be incomplete.

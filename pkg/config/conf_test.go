@@ -68,7 +68,7 @@ func TestParseErrors(t *testing.T) {
 		{"bad timeout", "ext4 /dev/vda\ntarget_timeout -3\n", `line 2: target_timeout: "-3" is not a positive number`},
 		{"extra arg", "ext4 /dev/vda extra\n", "line 1: ext4: want one device"},
 		{"bad level", "ext4 /dev/vda\ndump_level 32\n", `line 2: dump_level: "32" is not a dump level from 0 to 31`},
-		{"bad compression", "ext4 /dev/vda\ncompression lz4\n", `line 2: compression: compression "lz4" is not zstd, snappy, zlib or none`},
+		{"bad compression", "ext4 /dev/vda\ncompression lz4\n", `line 2: compression: compression "lz4" is not snappy, lzo, zstd, zlib or none`},
 		{"bad format", "ext4 /dev/vda\nformat sadump\n", `line 2: format: format "sadump" is not kdump or elf`},
 		{"collector", "ext4 /dev/vda\ncore_collector cp /proc/vmcore\n", "line 2: core_collector: only makedumpfile options"},
 		{"bad transport", "ext4 /dev/vda\nkey_transport carrier-pigeon\n", `line 2: key_transport: unknown transport "carrier-pigeon"`},

@@ -108,10 +108,10 @@ func (d Dump) Validate() error {
 		return fmt.Errorf("config: format %q is not kdump or elf", d.Format)
 	}
 	switch d.Compression {
-	case "zstd", "snappy", "zlib", "none":
+	case "zstd", "snappy", "lzo", "zlib", "none":
 		return nil
 	}
-	return fmt.Errorf("config: compression %q is not zstd, snappy, zlib or none", d.Compression)
+	return fmt.Errorf("config: compression %q is not snappy, lzo, zstd, zlib or none", d.Compression)
 }
 
 // Transport is how a volume key travels from the first to the crash kernel.

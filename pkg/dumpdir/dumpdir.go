@@ -6,7 +6,6 @@ package dumpdir
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -60,7 +59,7 @@ func Create(base, host string, t time.Time) (string, error) {
 // name+IncompleteSuffix, is flushed to disk, and only then renamed to name,
 // so name exists only when it is whole. On failure the incomplete file is
 // flushed and kept, and the error says so.
-func WriteFile(dir, name string, write func(w io.Writer) error) error {
+func WriteFile(dir, name string, write func(f *os.File) error) error {
 	final := filepath.Join(dir, name)
 	partial := final + IncompleteSuffix
 	f, err := os.OpenFile(partial, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)

@@ -42,7 +42,7 @@ func TestCreateNeverReuses(t *testing.T) {
 
 func TestWriteFile(t *testing.T) {
 	dir := t.TempDir()
-	if err := WriteFile(dir, "vmcore", func(w io.Writer) error {
+	if err := WriteFile(dir, "vmcore", func(w *os.File) error {
 		// The final name must not exist while writing.
 		if _, err := os.Stat(filepath.Join(dir, "vmcore")); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("vmcore visible before it is complete: %v", err)
@@ -62,7 +62,7 @@ func TestWriteFile(t *testing.T) {
 
 func TestWriteFileFailureKeepsPartial(t *testing.T) {
 	dir := t.TempDir()
-	err := WriteFile(dir, "vmcore", func(w io.Writer) error {
+	err := WriteFile(dir, "vmcore", func(w *os.File) error {
 		io.WriteString(w, "half")
 		return errors.New("no space left on device")
 	})
@@ -75,7 +75,7 @@ func TestWriteFileFailureKeepsPartial(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(dir, "vmcore-incomplete")); string(b) != "half" {
 		t.Errorf("partial = %q", b)
 	}
-	if err := WriteFile(dir, "vmcore", func(io.Writer) error { return nil }); err == nil {
+	if err := WriteFile(dir, "vmcore", func(*os.File) error { return nil }); err == nil {
 		t.Error("WriteFile over an existing incomplete file succeeded")
 	}
 }

@@ -60,7 +60,7 @@ func TestBenchVmcore(t *testing.T) {
 }
 
 // benchConf makes kdumpinit keep the whole memory as ELF.
-const benchConf = ""
+const benchConf = "format elf\ndump_level 0\n"
 
 // writeMixedFile writes size bytes of mostly text-like content with some
 // random and zero blocks, as files on a server hold.

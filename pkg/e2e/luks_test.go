@@ -136,7 +136,7 @@ func TestLUKSInitrd(t *testing.T) {
 
 	c := runCycle(t, dir, cycleOptions{
 		Kernel:      k,
-		Conf:        "ext4 UUID=" + fsUUID + "\n",
+		Conf:        "ext4 UUID=" + fsUUID + "\ncompression zlib\n",
 		Files:       map[string]string{"etc/e2e/volumes": v.volumesLine("table")},
 		Disks:       []string{v.Image},
 		MemoryMiB:   guestMiB,
@@ -218,7 +218,7 @@ func TestLUKSTwoVolumes(t *testing.T) {
 
 	c := runCycle(t, dir, cycleOptions{
 		Kernel:      k,
-		Conf:        "ext4 UUID=" + fsUUID + "\n",
+		Conf:        "ext4 UUID=" + fsUUID + "\nformat elf\ndump_level 0\n",
 		Files:       map[string]string{"etc/e2e/volumes": outer.volumesLine("table") + inner.volumesLine("keyring")},
 		Disks:       []string{outer.Image},
 		MemoryMiB:   guestMiB,
@@ -235,6 +235,7 @@ func TestLUKSTwoVolumes(t *testing.T) {
 	innerV := inner
 	innerV.Image = innerPlain
 	vmcore, loaded, dmesg := verifyDump(t, dir, decrypt(t, innerV, filepath.Join(dir, "decrypted.img")), c, marker)
+	saveVmcore(t, vmcore, "crashdm-7.3.vmcore")
 	checkNoKeys(t, dir, c, inner, outer)
 	writeReport(t, dir, c, vmcore, loaded, dmesg, "ext4 on LUKS2 on LUKS1, both keys handed over by the kernel")
 }

@@ -1,0 +1,190 @@
+// Package collector is ukdump's core collector, the engine that kdumpinit
+// runs in the crash kernel and "ukdump convert" runs on a host: it filters
+// the pages of an ELF vmcore by dump level (pkg/vmcore) and writes them,
+// compressed, in the kdump-compressed or ELF format (pkg/diskdump).
+//
+// It works in two passes, as makedumpfile's cyclic mode does: the first
+// scans struct pages and writes the bitmaps, the second scans again and
+// copies the dumpable pages. Scanning twice costs little (tens of millions
+// of struct pages a second) and keeps memory the same for any RAM size.
+package collector
+
+import (
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/ukdump/ukdump/pkg/diskdump"
+	"github.com/ukdump/ukdump/pkg/vmcore"
+	"github.com/ukdump/ukdump/pkg/vmcore/printk"
+)
+
+// Options say how to write a dump.
+type Options struct {
+	Level       vmcore.Level
+	Compression diskdump.Compression
+	// ELF writes an ELF core instead of the kdump-compressed format.
+	ELF bool
+	// Progress, if set, is called about every Every while pages are
+	// written, and once at the end.
+	Progress func(Progress)
+	Every    time.Duration
+}
+
+// Progress is a snapshot of a dump being written.
+type Progress struct {
+	// Scanned and RAM count page frames classified so far and in all.
+	Scanned, RAM uint64
+	// Kept is how many pages the dump holds; Written how many are done.
+	Kept, Written uint64
+	// Out is the number of page data bytes written.
+	Out     uint64
+	Elapsed time.Duration
+}
+
+// String formats p as "written 1234/5678 pages (21%), 12.3 MB/s in, ETA 4s".
+func (p Progress) String() string {
+	pct := 100.0
+	if p.Kept > 0 {
+		pct = 100 * float64(p.Written) / float64(p.Kept)
+	}
+	rate := 0.0
+	if s := p.Elapsed.Seconds(); s > 0 {
+		rate = float64(p.Written) * 4096 / s / 1e6
+	}
+	eta := time.Duration(0)
+	if p.Written > 0 && p.Kept > p.Written {
+		eta = time.Duration(float64(p.Elapsed) * float64(p.Kept-p.Written) / float64(p.Written)).Round(time.Second)
+	}
+	return fmt.Sprintf("scanned %d pages, kept %d, written %d (%.0f%%), %d MiB out, %.1f MB/s, ETA %s",
+		p.Scanned, p.Kept, p.Written, pct, p.Out>>20, rate, eta)
+}
+
+// Result describes a written dump.
+type Result struct {
+	// Stats counts page frames by the reason they were kept or left out.
+	Stats vmcore.Stats
+	// Writer counts what was written.
+	Writer diskdump.Stats
+	// Warnings are what VMCOREINFO lacked for the level: those pages were kept.
+	Warnings []string
+	Took     time.Duration
+}
+
+// pageWriter is what the kdump and ELF writers share.
+type pageWriter interface {
+	SetBitmaps(diskdump.BitmapSource) error
+	NextPFN() (uint64, bool)
+	WritePage(pfn uint64, data []byte) error
+	Stats() diskdump.Stats
+	Close() error
+	Abort() error
+}
+
+// Dmesg writes the dead kernel's log, in makedumpfile --dump-dmesg's format.
+func Dmesg(core *vmcore.Core, w io.Writer) error {
+	info, err := core.VMCOREINFO()
+	if err != nil {
+		return fmt.Errorf("collector: dmesg: %w", err)
+	}
+	t, err := core.NewTranslator()
+	if err != nil {
+		return fmt.Errorf("collector: dmesg: %w", err)
+	}
+	if err := printk.Dump(w, t, info, printk.Options{}); err != nil {
+		return fmt.Errorf("collector: dmesg: %w", err)
+	}
+	return nil
+}
+
+// Write filters core and writes the dump to out. When writing fails part
+// way, the file is finished as an incomplete dump (readers see which pages
+// are missing) and the error says so.
+func Write(core *vmcore.Core, out io.WriterAt, o Options) (*Result, error) {
+	start := time.Now()
+	h, err := header(core, o.Level)
+	if err != nil {
+		return nil, err
+	}
+	src, err := newSource(core, o.Level)
+	if err != nil {
+		return nil, err
+	}
+	var w pageWriter
+	if o.ELF {
+		w, err = diskdump.NewELFWriter(out, h, diskdump.ELFOptions{ChunkPFNs: src.chunk, PageOffset: pageOffset(core)})
+	} else {
+		w, err = diskdump.NewWriter(out, h, diskdump.Options{Compression: o.Compression, ChunkPFNs: src.chunk})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("collector: %w", err)
+	}
+	if err := w.SetBitmaps(src); err != nil {
+		w.Abort()
+		return nil, fmt.Errorf("collector: bitmaps: %w", err)
+	}
+	res := &Result{Stats: src.stats, Warnings: src.warnings}
+	if err := copyPages(core, w, o, src, start); err != nil {
+		res.Writer = w.Stats()
+		if aerr := w.Abort(); aerr != nil {
+			return res, fmt.Errorf("collector: %w (and marking the dump incomplete failed: %v)", err, aerr)
+		}
+		return res, fmt.Errorf("collector: dump incomplete after %d of %d pages: %w", res.Writer.Written, res.Writer.Dumpable, err)
+	}
+	if err := w.Close(); err != nil {
+		return res, fmt.Errorf("collector: %w", err)
+	}
+	res.Writer = w.Stats()
+	res.Took = time.Since(start)
+	return res, nil
+}
+
+// copyPages reads the dumpable pages in runs and hands them to w.
+func copyPages(core *vmcore.Core, w pageWriter, o Options, src *source, start time.Time) error {
+	ps := core.PageSize()
+	const run = 64
+	buf := make([]byte, run*ps)
+	every := o.Every
+	if every <= 0 {
+		every = 2 * time.Second
+	}
+	last := time.Now()
+	report := func() {
+		if o.Progress != nil {
+			st := w.Stats()
+			o.Progress(Progress{Scanned: src.scanned, RAM: src.ram, Kept: st.Dumpable, Written: st.Written,
+				Out: st.DataBytes, Elapsed: time.Since(start)})
+		}
+	}
+	for {
+		pfn, ok := w.NextPFN()
+		if !ok {
+			break
+		}
+		// Read up to run pages at once; the writer tells which of them it
+		// wants, and pages in between are read for nothing but cost less
+		// than a read each.
+		n := run
+		if err := core.ReadPages(pfn, n, buf); err != nil {
+			n = 1
+			if err := core.ReadPage(pfn, buf[:ps]); err != nil {
+				return fmt.Errorf("read page %#x: %w", pfn, err)
+			}
+		}
+		for i := 0; i < n; i++ {
+			if err := w.WritePage(pfn+uint64(i), buf[i*ps:(i+1)*ps]); err != nil {
+				return err
+			}
+			next, ok := w.NextPFN()
+			if !ok || next != pfn+uint64(i)+1 {
+				break
+			}
+		}
+		if time.Since(last) >= every {
+			last = time.Now()
+			report()
+		}
+	}
+	report()
+	return nil
+}

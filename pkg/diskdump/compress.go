@@ -1,0 +1,182 @@
+package diskdump
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/klauspost/compress/s2"
+	"github.com/klauspost/compress/zlib"
+	"github.com/klauspost/compress/zstd"
+)
+
+// pageEncoder compresses single pages with one codec. Not safe for
+// concurrent use.
+type pageEncoder struct {
+	c    Compression
+	zbuf bytes.Buffer
+	zw   *zlib.Writer
+	zstd *zstd.Encoder
+	lzo  *lzoEncoder
+	out  []byte
+}
+
+func newPageEncoder(c Compression, pageSize int) (*pageEncoder, error) {
+	e := &pageEncoder{c: c}
+	switch c {
+	case None:
+	case Zlib:
+		zw, err := zlib.NewWriterLevel(&e.zbuf, 1)
+		if err != nil {
+			return nil, fmt.Errorf("diskdump: zlib writer: %w", err)
+		}
+		e.zw = zw
+	case LZO:
+		e.lzo = new(lzoEncoder)
+		e.out = make([]byte, 0, pageSize+pageSize/16+64)
+	case Snappy:
+		e.out = make([]byte, s2.MaxEncodedLen(pageSize))
+	case Zstd:
+		enc, err := zstd.NewWriter(nil,
+			zstd.WithEncoderLevel(zstd.SpeedFastest),
+			zstd.WithEncoderConcurrency(1),
+			zstd.WithEncoderCRC(false),
+			zstd.WithWindowSize(max(zstd.MinWindowSize, pageSize)))
+		if err != nil {
+			return nil, fmt.Errorf("diskdump: zstd encoder: %w", err)
+		}
+		e.zstd = enc
+		e.out = make([]byte, 0, 2*pageSize)
+	default:
+		return nil, fmt.Errorf("diskdump: compression %v not supported by the writer", c)
+	}
+	return e, nil
+}
+
+// encode compresses page. It returns the bytes to store and the page
+// descriptor flags: the raw page with flags 0 when compression does not
+// make it smaller. The result is valid until the next call.
+func (e *pageEncoder) encode(page []byte) ([]byte, uint32, error) {
+	var out []byte
+	switch e.c {
+	case Zlib:
+		e.zbuf.Reset()
+		e.zw.Reset(&e.zbuf)
+		if _, err := e.zw.Write(page); err != nil {
+			return nil, 0, fmt.Errorf("diskdump: zlib: %w", err)
+		}
+		if err := e.zw.Close(); err != nil {
+			return nil, 0, fmt.Errorf("diskdump: zlib: %w", err)
+		}
+		out = e.zbuf.Bytes()
+	case LZO:
+		out = e.lzo.encode(e.out, page, len(page))
+		if out == nil {
+			return page, 0, nil
+		}
+	case Snappy:
+		out = s2.EncodeSnappy(e.out[:cap(e.out)], page)
+	case Zstd:
+		out = e.zstd.EncodeAll(page, e.out[:0])
+		e.out = out[:0]
+	default:
+		return page, 0, nil
+	}
+	if len(out) >= len(page) {
+		return page, 0, nil
+	}
+	return out, e.c.flag(), nil
+}
+
+func (e *pageEncoder) close() {
+	if e.zstd != nil {
+		_ = e.zstd.Close()
+	}
+}
+
+// pageDecoder decompresses pages of any codec. Not safe for concurrent use.
+type pageDecoder struct {
+	zr   io.ReadCloser
+	zsrc bytes.Reader
+	zstd *zstd.Decoder
+}
+
+var errDecode = errors.New("diskdump: corrupt compressed page")
+
+// decode decompresses src, stored with descriptor flags, into dst whose
+// length is the page size.
+func (d *pageDecoder) decode(dst, src []byte, flags uint32) error {
+	var n int
+	switch {
+	case flags&FlagZlib != 0:
+		d.zsrc.Reset(src)
+		if d.zr == nil {
+			zr, err := zlib.NewReader(&d.zsrc)
+			if err != nil {
+				return fmt.Errorf("%w: zlib: %w", errDecode, err)
+			}
+			d.zr = zr
+		} else if err := d.zr.(zlib.Resetter).Reset(&d.zsrc, nil); err != nil {
+			return fmt.Errorf("%w: zlib: %w", errDecode, err)
+		}
+		m, err := io.ReadFull(d.zr, dst)
+		if err != nil {
+			return fmt.Errorf("%w: zlib: %w", errDecode, err)
+		}
+		var one [1]byte
+		if k, _ := d.zr.Read(one[:]); k != 0 {
+			return fmt.Errorf("%w: zlib: more than a page", errDecode)
+		}
+		n = m
+	case flags&FlagLZO != 0:
+		m, err := lzo1xDecompress(dst, src)
+		if err != nil {
+			return fmt.Errorf("%w: lzo: %w", errDecode, err)
+		}
+		n = m
+	case flags&FlagSnappy != 0:
+		l, err := s2.DecodedLen(src)
+		if err != nil || l != len(dst) {
+			return fmt.Errorf("%w: snappy: length %d (%v)", errDecode, l, err)
+		}
+		if _, err := s2.Decode(dst, src); err != nil {
+			return fmt.Errorf("%w: snappy: %w", errDecode, err)
+		}
+		n = l
+	case flags&FlagZstd != 0:
+		if d.zstd == nil {
+			zd, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1),
+				zstd.WithDecoderMaxMemory(uint64(4*len(dst))+1<<16),
+				zstd.WithDecodeAllCapLimit(true))
+			if err != nil {
+				return fmt.Errorf("diskdump: zstd decoder: %w", err)
+			}
+			d.zstd = zd
+		}
+		out, err := d.zstd.DecodeAll(src, dst[:0:len(dst)])
+		if err != nil {
+			return fmt.Errorf("%w: zstd: %w", errDecode, err)
+		}
+		n = len(out)
+		if n > 0 && &out[0] != &dst[0] {
+			copy(dst, out)
+		}
+	default:
+		if len(src) != len(dst) {
+			return fmt.Errorf("%w: raw page of %d bytes", errDecode, len(src))
+		}
+		copy(dst, src)
+		n = len(src)
+	}
+	if n != len(dst) {
+		return fmt.Errorf("%w: decompressed %d bytes, want %d", errDecode, n, len(dst))
+	}
+	return nil
+}
+
+func (d *pageDecoder) close() {
+	if d.zstd != nil {
+		d.zstd.Close()
+	}
+}

@@ -1,0 +1,360 @@
+package diskdump
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"debug/elf"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// Paths of the independent readers (Debian packages makedumpfile, crash,
+// python3-libkdumpfile).
+const (
+	makedumpfileBin = "/usr/bin/makedumpfile"
+	crashBin        = "/usr/bin/crash"
+	systemPython    = "/usr/bin/python3"
+)
+
+// libkdumpfile reader: pfns on stdin, "pfn sha256" (or "pfn ERR msg") out.
+const kdumpfilePy = `
+import sys, hashlib, kdumpfile
+k = kdumpfile.kdumpfile(sys.argv[1])
+ps = int(sys.argv[2])
+print("format", k.attr['file.format'], flush=True)
+for line in sys.stdin:
+    pfn = int(line)
+    try:
+        b = k.read(kdumpfile.KDUMP_MACHPHYSADDR, pfn * ps, ps)
+        print(pfn, hashlib.sha256(b).hexdigest())
+    except Exception as e:
+        print(pfn, "ERR", type(e).__name__)
+`
+
+var realVMCores = []struct{ name, env string }{
+	{"debian-6.1", "UKDUMP_TEST_VMCORE"},
+	{"linux-7.3", "UKDUMP_TEST_VMCORE_73"},
+}
+
+// dmesgOf runs makedumpfile --dump-dmesg on a dump.
+func dmesgOf(t *testing.T, dump string) ([]byte, error) {
+	out := filepath.Join(t.TempDir(), "dmesg.txt")
+	msg, err := exec.Command(makedumpfileBin, "--dump-dmesg", dump, out).CombinedOutput()
+	if err != nil {
+		return nil, fmt.Errorf("makedumpfile --dump-dmesg %s: %v: %s", dump, err, msg)
+	}
+	return os.ReadFile(out)
+}
+
+// crashRelease runs crash --osrelease on a dump.
+func crashRelease(dump string) (string, error) {
+	out, err := exec.Command(crashBin, "--osrelease", dump).CombinedOutput()
+	return strings.TrimSpace(string(out)), err
+}
+
+// kdumpfileHashes reads pfns from a dump with libkdumpfile.
+func kdumpfileHashes(t *testing.T, dump string, ps int, pfns []uint64) (string, map[uint64]string) {
+	t.Helper()
+	script := filepath.Join(t.TempDir(), "read.py")
+	if err := os.WriteFile(script, []byte(kdumpfilePy), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var in bytes.Buffer
+	for _, p := range pfns {
+		fmt.Fprintln(&in, p)
+	}
+	cmd := exec.Command(systemPython, script, dump, fmt.Sprint(ps))
+	cmd.Stdin = &in
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("libkdumpfile on %s: %v", dump, err)
+	}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	var format string
+	m := make(map[uint64]string)
+	for sc.Scan() {
+		f := strings.SplitN(sc.Text(), " ", 2)
+		if f[0] == "format" {
+			format = f[1]
+			continue
+		}
+		var pfn uint64
+		fmt.Sscan(f[0], &pfn)
+		m[pfn] = f[1]
+	}
+	return format, m
+}
+
+func hashPage(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// haveKdumpfile reports whether the system python has libkdumpfile.
+func haveKdumpfile(t *testing.T) bool {
+	needTool(t, systemPython)
+	if err := exec.Command(systemPython, "-c", "import kdumpfile").Run(); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("python3-libkdumpfile required in CI: %v", err)
+		}
+		t.Log("python3-libkdumpfile missing: libkdumpfile checks skipped")
+		return false
+	}
+	return true
+}
+
+// TestRealVMCoreKdump writes kdump-compressed dumps of real vmcores with
+// every codec (all RAM pages dumpable, zero pages shared) and checks them
+// with our reader, makedumpfile, crash and libkdumpfile.
+func TestRealVMCoreKdump(t *testing.T) {
+	for _, vc := range realVMCores {
+		t.Run(vc.name, func(t *testing.T) {
+			v := openVMCore(t, vmcorePath(t, vc.env))
+			needTool(t, makedumpfileBin)
+			needTool(t, crashBin)
+			kdf := haveKdumpfile(t)
+			wantDmesg, err := dmesgOf(t, v.f.Name())
+			if err != nil {
+				t.Fatal(err)
+			}
+			src := &MemBitmaps{RAM: v.ram, Dumpable: v.ram}
+			ps := v.h.PageSize
+			var ramPFNs []uint64
+			want := make(map[uint64]string)
+			buf := make([]byte, ps)
+			for p := uint64(0); p < v.h.MaxPFN; p++ {
+				if v.ram.Test(p) {
+					ramPFNs = append(ramPFNs, p)
+					if err := v.readPage(p, buf); err != nil {
+						t.Fatal(err)
+					}
+					want[p] = hashPage(buf)
+				}
+			}
+			for _, c := range []Compression{None, Zlib, LZO, Snappy, Zstd} {
+				t.Run(c.String(), func(t *testing.T) {
+					path := filepath.Join(t.TempDir(), "dump."+c.String())
+					f, err := os.Create(path)
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer f.Close()
+					w, err := NewWriter(f, v.h, Options{Compression: c})
+					if err != nil {
+						t.Fatal(err)
+					}
+					writeAll(t, w, src, ps, v.readPage)
+					st := w.Stats()
+					t.Logf("%v: %d pages, %d zero, %d raw, %d -> %d bytes", c, st.Written, st.ZeroPages,
+						st.RawPages, st.InputBytes, st.DataBytes)
+
+					// Our reader: every page.
+					d, err := OpenFile(path)
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer d.Close()
+					for _, p := range ramPFNs {
+						if err := d.ReadPage(p, buf); err != nil || hashPage(buf) != want[p] {
+							t.Fatalf("our reader: pfn %#x: %v", p, err)
+						}
+					}
+					// crash: all codecs.
+					if rel, err := crashRelease(path); err != nil || rel != v.vmci["OSRELEASE"] {
+						t.Errorf("crash --osrelease: %q, %v; want %q", rel, err, v.vmci["OSRELEASE"])
+					}
+					// makedumpfile 1.7.2 (Debian 12) reads zlib and lzo only.
+					got, err := dmesgOf(t, path)
+					switch {
+					case err == nil && !bytes.Equal(got, wantDmesg):
+						t.Errorf("makedumpfile --dump-dmesg differs from the ELF's (%d vs %d bytes)", len(got), len(wantDmesg))
+					case err != nil && (c == None || c == Zlib || c == LZO):
+						t.Error(err)
+					case err != nil:
+						t.Logf("makedumpfile cannot read %v: %v", c, firstLine(err.Error()))
+					}
+					if !kdf {
+						return
+					}
+					// libkdumpfile: all pages for zlib and lzo, a sample otherwise.
+					pfns := ramPFNs
+					if c != Zlib && c != LZO {
+						pfns = nil
+						for i := 0; i < len(ramPFNs); i += 13 {
+							pfns = append(pfns, ramPFNs[i])
+						}
+					}
+					format, got2 := kdumpfileHashes(t, path, ps, pfns)
+					if format != "diskdump" {
+						t.Errorf("libkdumpfile format %q", format)
+					}
+					for _, p := range pfns {
+						if got2[p] != want[p] {
+							t.Fatalf("libkdumpfile: pfn %#x: %s", p, got2[p])
+						}
+					}
+				})
+			}
+		})
+	}
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
+	return s
+}
+
+// TestRealVMCoreELF writes a filtered ELF core (zero pages excluded) and
+// checks it with makedumpfile, crash and libkdumpfile.
+func TestRealVMCoreELF(t *testing.T) {
+	for _, vc := range realVMCores {
+		t.Run(vc.name, func(t *testing.T) {
+			v := openVMCore(t, vmcorePath(t, vc.env))
+			needTool(t, makedumpfileBin)
+			needTool(t, crashBin)
+			kdf := haveKdumpfile(t)
+			ps := v.h.PageSize
+			buf := make([]byte, ps)
+			dump := NewBitmap(v.h.MaxPFN)
+			want := make(map[uint64]string)
+			var pfns []uint64
+			for p := uint64(0); p < v.h.MaxPFN; p++ {
+				if !v.ram.Test(p) {
+					continue
+				}
+				if err := v.readPage(p, buf); err != nil {
+					t.Fatal(err)
+				}
+				pfns = append(pfns, p)
+				want[p] = hashPage(buf)
+				if !bytes.Equal(buf, make([]byte, ps)) {
+					dump.Set(p)
+				}
+			}
+			path := filepath.Join(t.TempDir(), "dump.elf")
+			f, err := os.Create(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			w, err := NewELFWriter(f, v.h, ELFOptions{PageOffset: 0xffff888000000000})
+			if err != nil {
+				t.Fatal(err)
+			}
+			writeAll(t, w, &MemBitmaps{RAM: v.ram, Dumpable: dump}, ps, v.readPage)
+			fi, _ := f.Stat()
+			ef, err := elf.NewFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var filePages uint64
+			for _, p := range ef.Progs[1:] {
+				filePages += p.Filesz / uint64(ps)
+			}
+			t.Logf("ELF: %d PT_LOADs, %d bytes, %d file pages for %d dumpable of %d RAM pages",
+				len(ef.Progs)-1, fi.Size(), filePages, popcount(dump), len(pfns))
+			if filePages >= uint64(len(pfns)) {
+				t.Error("no excluded page was left out")
+			}
+			// Our view: every dumpable page is in the file and excluded
+			// pages stored in the file are zero.
+			for _, p := range pfns {
+				found := false
+				for _, ph := range ef.Progs[1:] {
+					if a := p * uint64(ps); a >= ph.Paddr && a < ph.Paddr+ph.Filesz {
+						found = true
+						if _, err := ph.ReadAt(buf, int64(a-ph.Paddr)); err != nil {
+							t.Fatal(err)
+						}
+						if hashPage(buf) != want[p] {
+							t.Fatalf("pfn %#x: content differs", p)
+						}
+					}
+				}
+				if !found && dump.Test(p) {
+					t.Fatalf("dumpable pfn %#x not in the file", p)
+				}
+			}
+			wantDmesg, err := dmesgOf(t, v.f.Name())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, err := dmesgOf(t, path); err != nil || !bytes.Equal(got, wantDmesg) {
+				t.Errorf("makedumpfile --dump-dmesg on our ELF: %v (%d vs %d bytes)", err, len(got), len(wantDmesg))
+			}
+			if rel, err := crashRelease(path); err != nil || rel != v.vmci["OSRELEASE"] {
+				t.Errorf("crash --osrelease: %q, %v", rel, err)
+			}
+			if kdf {
+				_, got := kdumpfileHashes(t, path, ps, pfns)
+				zero := hashPage(make([]byte, ps))
+				for _, p := range pfns {
+					// Excluded pages read as zeros or as missing.
+					if !dump.Test(p) && (got[p] == zero || strings.HasPrefix(got[p], "ERR")) {
+						continue
+					}
+					if got[p] != want[p] {
+						t.Fatalf("libkdumpfile: pfn %#x (dumpable %v): %s", p, dump.Test(p), got[p])
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestReadMakedumpfileOutput reads dumps written by makedumpfile (zlib and
+// LZO) with our reader and compares pages with the ELF vmcore.
+func TestReadMakedumpfileOutput(t *testing.T) {
+	for _, vc := range realVMCores {
+		t.Run(vc.name, func(t *testing.T) {
+			v := openVMCore(t, vmcorePath(t, vc.env))
+			needTool(t, makedumpfileBin)
+			for _, mode := range []struct {
+				flag string
+				c    Compression
+			}{{"-c", Zlib}, {"-l", LZO}} {
+				path := filepath.Join(t.TempDir(), "mdf.kdump")
+				out, err := exec.Command(makedumpfileBin, mode.flag, "-d", "1", v.f.Name(), path).CombinedOutput()
+				if err != nil {
+					t.Fatalf("makedumpfile %s: %v: %s", mode.flag, err, out)
+				}
+				d, err := OpenFile(path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if d.Compression() != mode.c || d.Incomplete() ||
+					string(d.VMCOREINFO()) != string(v.h.Notes[v.h.VMCOREINFOOffset:v.h.VMCOREINFOOffset+v.h.VMCOREINFOSize]) {
+					t.Fatalf("%s: compression %v incomplete %v", mode.flag, d.Compression(), d.Incomplete())
+				}
+				ps := v.h.PageSize
+				buf, ref := make([]byte, ps), make([]byte, ps)
+				var n uint64
+				for p := uint64(0); p < d.MaxPFN(); p++ {
+					if !d.Dumpable(p) {
+						continue
+					}
+					if err := d.ReadPage(p, buf); err != nil {
+						t.Fatalf("%s: %v", mode.flag, err)
+					}
+					if err := v.readPage(p, ref); err != nil {
+						t.Fatal(err)
+					}
+					if !bytes.Equal(buf, ref) {
+						t.Fatalf("%s: pfn %#x differs", mode.flag, p)
+					}
+					n++
+				}
+				if n == 0 || n != d.NumDumpable() {
+					t.Fatalf("%s: %d pages read", mode.flag, n)
+				}
+				d.Close()
+			}
+		})
+	}
+}

@@ -1,0 +1,400 @@
+package diskdump
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// Defaults of Options.
+const (
+	defaultChunkPFNs  = 1 << 20 // 4 GiB of 4 KiB pages: 128 KiB per bitmap chunk
+	defaultDescBuffer = 4096    // page descriptors per write (96 KiB)
+	defaultDataBuffer = 1 << 20 // bytes of page data per write
+)
+
+// ErrIncompleteDump is returned by Writer.Close when not every dumpable
+// page was written; the file is then marked incomplete.
+var ErrIncompleteDump = errors.New("diskdump: dump incomplete")
+
+// Options tunes a Writer or ELFWriter. The zero value is valid.
+type Options struct {
+	// Compression of the page data (kdump-compressed writer only).
+	Compression Compression
+	// ChunkPFNs is how many pfns are asked from the BitmapSource at a
+	// time (rounded up to a multiple of 64). Default 1<<20.
+	ChunkPFNs uint64
+	// DescBuffer is how many page descriptors are buffered. Default 4096.
+	DescBuffer int
+	// DataBuffer is the page data buffer in bytes. Default 1 MiB.
+	DataBuffer int
+}
+
+func (o *Options) fill() {
+	if o.ChunkPFNs == 0 {
+		o.ChunkPFNs = defaultChunkPFNs
+	}
+	if o.DescBuffer <= 0 {
+		o.DescBuffer = defaultDescBuffer
+	}
+	if o.DataBuffer <= 0 {
+		o.DataBuffer = defaultDataBuffer
+	}
+}
+
+// Stats counts what a writer has written so far.
+type Stats struct {
+	Dumpable   uint64 // pages in the dumpable bitmap
+	Written    uint64 // pages written (WritePage calls that succeeded)
+	ZeroPages  uint64 // written pages that were all zero
+	RawPages   uint64 // non-zero pages stored uncompressed
+	InputBytes uint64 // page bytes passed to WritePage
+	DataBytes  uint64 // page data bytes stored in the file
+}
+
+// Writer writes a kdump-compressed dump to an io.WriterAt (a file or a
+// block device), in three steps: NewWriter writes the headers and notes,
+// SetBitmaps the bitmaps, then WritePage is called for every dumpable pfn
+// in ascending order and Close finalises the header. Use Abort to stop
+// early and leave a dump marked incomplete. A Writer is not safe for
+// concurrent use.
+//
+// Memory use is independent of the machine size: one bitmap chunk
+// (ChunkPFNs/4 bytes for both bitmaps), the descriptor and data buffers and
+// the codec state.
+type Writer struct {
+	w     io.WriterAt
+	h     Header
+	opt   Options
+	l     layout
+	enc   *pageEncoder
+	cur   *bitCursor
+	data  *atWriter
+	desc  *atWriter
+	zero  []byte
+	pd    [pageDescSize]byte // descriptor scratch
+	zoff  int64              // offset of the shared zero page, -1 until written
+	next  uint64
+	stats Stats
+	state int
+	err   error // sticky write error
+}
+
+const (
+	stateHeader = iota
+	stateBitmaps
+	stateDone
+)
+
+// NewWriter validates h and writes the header, the sub-header and the
+// notes. The file is marked incomplete until Close succeeds.
+func NewWriter(w io.WriterAt, h Header, opt Options) (*Writer, error) {
+	if err := h.validate(); err != nil {
+		return nil, err
+	}
+	opt.fill()
+	enc, err := newPageEncoder(opt.Compression, h.PageSize)
+	if err != nil {
+		return nil, err
+	}
+	h.Notes = bytes.Clone(h.Notes)
+	wr := &Writer{w: w, h: h, opt: opt, enc: enc, zoff: -1,
+		l: newLayout(int64(h.PageSize), int64(len(h.Notes)), h.MaxPFN)}
+	if err := wr.writeHeader(true); err != nil {
+		enc.close()
+		return nil, err
+	}
+	// Sub-header and notes, padded to whole blocks.
+	blk := make([]byte, wr.l.subHdrBlocks*wr.l.blockSize)
+	_, sub := encodeHeader(&wr.h, wr.l, 0)
+	copy(blk, sub)
+	copy(blk[subHeaderSize:], wr.h.Notes)
+	if _, err := w.WriteAt(blk, wr.l.blockSize); err != nil {
+		enc.close()
+		return nil, fmt.Errorf("diskdump: write sub-header: %w", err)
+	}
+	return wr, nil
+}
+
+// writeHeader writes block 0.
+func (w *Writer) writeHeader(incomplete bool) error {
+	status := w.enc.c.flag()
+	if incomplete {
+		status |= FlagIncomplete
+	}
+	hdr, _ := encodeHeader(&w.h, w.l, status)
+	blk := make([]byte, w.l.blockSize)
+	copy(blk, hdr)
+	if _, err := w.w.WriteAt(blk, 0); err != nil {
+		return fmt.Errorf("diskdump: write header: %w", err)
+	}
+	return nil
+}
+
+// SetBitmaps reads both bitmaps from src chunk by chunk, writes them and
+// counts the dumpable pages. src is consulted again, chunk by chunk, while
+// pages are written.
+func (w *Writer) SetBitmaps(src BitmapSource) error {
+	if w.state != stateHeader {
+		return errors.New("diskdump: SetBitmaps called twice or after Close")
+	}
+	cur := newBitCursor(src, w.h.MaxPFN, w.opt.ChunkPFNs)
+	var n uint64
+	for start := uint64(0); start < w.h.MaxPFN; start += cur.chunk {
+		if err := cur.load(start); err != nil {
+			return err
+		}
+		span := cur.span()
+		if _, err := w.w.WriteAt(cur.ram[:span], w.l.bitmap1Off+int64(start/8)); err != nil {
+			return fmt.Errorf("diskdump: write bitmap 1: %w", err)
+		}
+		if _, err := w.w.WriteAt(cur.dump[:span], w.l.bitmap2Off+int64(start/8)); err != nil {
+			return fmt.Errorf("diskdump: write bitmap 2: %w", err)
+		}
+		n += popcount(cur.dump[:span])
+	}
+	// Zero the padding up to the block boundary of each bitmap.
+	used := int64((w.h.MaxPFN + 7) / 8)
+	if pad := w.l.bitmapLen - used; pad > 0 {
+		z := make([]byte, pad)
+		for _, off := range []int64{w.l.bitmap1Off, w.l.bitmap2Off} {
+			if _, err := w.w.WriteAt(z, off+used); err != nil {
+				return fmt.Errorf("diskdump: write bitmap padding: %w", err)
+			}
+		}
+	}
+	w.stats.Dumpable = n
+	w.cur = newBitCursor(src, w.h.MaxPFN, w.opt.ChunkPFNs)
+	next, err := w.cur.nextDumpable(0)
+	if err != nil {
+		return err
+	}
+	w.next = next
+	w.desc = newAtWriter(w.w, w.l.descOff, w.opt.DescBuffer*pageDescSize)
+	w.data = newAtWriter(w.w, w.l.descOff+int64(n)*pageDescSize, w.opt.DataBuffer)
+	w.zero = make([]byte, w.h.PageSize)
+	w.state = stateBitmaps
+	return nil
+}
+
+// NextPFN returns the next pfn WritePage expects, and false once every
+// dumpable page has been written.
+func (w *Writer) NextPFN() (uint64, bool) {
+	if w.state != stateBitmaps || w.next >= w.h.MaxPFN {
+		return 0, false
+	}
+	return w.next, true
+}
+
+// Stats returns the counters so far.
+func (w *Writer) Stats() Stats { return w.stats }
+
+// WritePage stores the page of pfn, which must be the next dumpable pfn
+// (see NextPFN). data must be exactly one page; it is not retained.
+func (w *Writer) WritePage(pfn uint64, data []byte) error {
+	if w.state != stateBitmaps {
+		return errors.New("diskdump: WritePage before SetBitmaps or after Close")
+	}
+	if w.err != nil {
+		return w.err
+	}
+	if len(data) != w.h.PageSize {
+		return fmt.Errorf("diskdump: page %#x: %d bytes, want %d", pfn, len(data), w.h.PageSize)
+	}
+	if w.next >= w.h.MaxPFN {
+		return fmt.Errorf("diskdump: page %#x: all dumpable pages already written", pfn)
+	}
+	if pfn != w.next {
+		return fmt.Errorf("diskdump: page %#x written, next dumpable pfn is %#x", pfn, w.next)
+	}
+	if w.stats.Written >= w.stats.Dumpable {
+		// The descriptor table is full: the source returned more
+		// dumpable pages than when SetBitmaps counted them.
+		return fmt.Errorf("diskdump: page %#x: bitmap source changed: more than %d dumpable pages",
+			pfn, w.stats.Dumpable)
+	}
+	d := w.pd[:]
+	clear(d)
+	le := binary.LittleEndian
+	if bytes.Equal(data, w.zero) {
+		if w.zoff < 0 {
+			w.zoff = w.data.pos()
+			if err := w.write(w.data, w.zero); err != nil {
+				return err
+			}
+			w.stats.DataBytes += uint64(len(w.zero))
+		}
+		le.PutUint64(d[0:], uint64(w.zoff))
+		le.PutUint32(d[8:], uint32(len(w.zero)))
+		w.stats.ZeroPages++
+	} else {
+		out, flags, err := w.enc.encode(data)
+		if err != nil {
+			return fmt.Errorf("diskdump: page %#x: %w", pfn, err)
+		}
+		le.PutUint64(d[0:], uint64(w.data.pos()))
+		le.PutUint32(d[8:], uint32(len(out)))
+		le.PutUint32(d[12:], flags)
+		if err := w.write(w.data, out); err != nil {
+			return err
+		}
+		if flags == 0 {
+			w.stats.RawPages++
+		}
+		w.stats.DataBytes += uint64(len(out))
+	}
+	if w.desc.full(pageDescSize) {
+		// Descriptors must never point at data not yet in the file.
+		if err := w.flush(w.data); err != nil {
+			return err
+		}
+	}
+	if err := w.write(w.desc, d); err != nil {
+		return err
+	}
+	w.stats.Written++
+	w.stats.InputBytes += uint64(len(data))
+	next, err := w.cur.nextDumpable(pfn + 1)
+	if err != nil {
+		w.err = err
+		return err
+	}
+	w.next = next
+	return nil
+}
+
+func (w *Writer) write(a *atWriter, p []byte) error {
+	if err := a.write(p); err != nil {
+		w.err = fmt.Errorf("diskdump: write: %w", err)
+		return w.err
+	}
+	return nil
+}
+
+func (w *Writer) flush(a *atWriter) error {
+	if err := a.flush(); err != nil {
+		w.err = fmt.Errorf("diskdump: write: %w", err)
+		return w.err
+	}
+	return nil
+}
+
+// Close flushes the buffers and marks the dump complete. If some dumpable
+// pages were not written it behaves like Abort and returns an error
+// wrapping ErrIncompleteDump.
+func (w *Writer) Close() error {
+	switch w.state {
+	case stateDone:
+		return errors.New("diskdump: writer already closed")
+	case stateHeader:
+		if err := w.Abort(); err != nil {
+			return err
+		}
+		return fmt.Errorf("%w: SetBitmaps was not called", ErrIncompleteDump)
+	}
+	if w.stats.Written < w.stats.Dumpable {
+		if err := w.Abort(); err != nil {
+			return err
+		}
+		return fmt.Errorf("%w: %d of %d pages written", ErrIncompleteDump,
+			w.stats.Written, w.stats.Dumpable)
+	}
+	defer w.release()
+	if err := w.flush(w.data); err != nil {
+		return err
+	}
+	if err := w.flush(w.desc); err != nil {
+		return err
+	}
+	return w.writeHeader(false)
+}
+
+// Abort flushes what was written, zeroes the descriptors of the pages not
+// written (offset 0 means "not in the dump" to crash) and leaves the
+// header marked incomplete (DUMP_DH_COMPRESSED_INCOMPLETE).
+func (w *Writer) Abort() error {
+	if w.state == stateDone {
+		return nil
+	}
+	defer w.release()
+	if w.state == stateHeader {
+		return nil // header already says incomplete; no bitmaps yet
+	}
+	var errs []error
+	if err := w.data.flush(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := w.desc.flush(); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) == 0 {
+		off := w.desc.pos()
+		end := w.l.descOff + int64(w.stats.Dumpable)*pageDescSize
+		z := make([]byte, min(end-off, int64(w.opt.DescBuffer*pageDescSize)))
+		for off < end {
+			n := min(end-off, int64(len(z)))
+			if _, err := w.w.WriteAt(z[:n], off); err != nil {
+				errs = append(errs, err)
+				break
+			}
+			off += n
+		}
+	}
+	if err := w.writeHeader(true); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("diskdump: abort: %w", err)
+	}
+	return nil
+}
+
+func (w *Writer) release() {
+	w.state = stateDone
+	w.enc.close()
+}
+
+// atWriter buffers sequential writes to an io.WriterAt.
+type atWriter struct {
+	w   io.WriterAt
+	off int64 // file offset of buf[0]
+	buf []byte
+}
+
+func newAtWriter(w io.WriterAt, off int64, size int) *atWriter {
+	return &atWriter{w: w, off: off, buf: make([]byte, 0, size)}
+}
+
+func (a *atWriter) pos() int64 { return a.off + int64(len(a.buf)) }
+
+func (a *atWriter) full(n int) bool { return len(a.buf)+n > cap(a.buf) }
+
+func (a *atWriter) write(p []byte) error {
+	if a.full(len(p)) {
+		if err := a.flush(); err != nil {
+			return err
+		}
+		if len(p) > cap(a.buf) {
+			_, err := a.w.WriteAt(p, a.off)
+			a.off += int64(len(p))
+			return err
+		}
+	}
+	a.buf = append(a.buf, p...)
+	return nil
+}
+
+func (a *atWriter) flush() error {
+	if len(a.buf) == 0 {
+		return nil
+	}
+	_, err := a.w.WriteAt(a.buf, a.off)
+	if err != nil {
+		return err
+	}
+	a.off += int64(len(a.buf))
+	a.buf = a.buf[:0]
+	return nil
+}

@@ -1,0 +1,29 @@
+// Package vmcore reads and filters the memory image of a crashed Linux
+// kernel: the ELF core exported by the crash kernel as /proc/vmcore (or a copy
+// of it in a file).
+//
+// It is the reading and filtering half of a makedumpfile-class core
+// collector, for x86_64 kernels:
+//
+//   - [Core] parses the ELF64 ET_CORE headers: PT_LOAD segments (physical
+//     memory), the PT_NOTE bytes, the number of CPUs (NT_PRSTATUS notes) and
+//     the VMCOREINFO note, and reads physical memory page by page.
+//   - [VMCOREINFO] gives typed access to the kernel's VMCOREINFO text.
+//   - [Translator] translates kernel virtual addresses with the dead kernel's
+//     page tables (4- or 5-level, large pages, phys_base, sme_mask).
+//   - [MemMap] locates the array of struct page (SPARSEMEM_VMEMMAP) and reads
+//     struct pages in batches.
+//   - [Classifier] decides, from struct pages, which page frames a dump level
+//     excludes (cache, user, free, hwpoison, offline, unaccepted pages), for
+//     the struct page layouts of Linux 5.x to 7.x.
+//   - [Scanner] walks all page frames in chunks and yields the two kdump
+//     bitmaps (RAM and dumpable) per chunk, in bounded memory.
+//
+// Zero pages (dump level bit 1) are found on page contents by the caller,
+// while it reads page data, with [IsZero].
+//
+// The kernel log of the dead kernel is read by the subpackage printk.
+//
+// Nothing in this package panics on malformed input: every structure read
+// from the core is bounds-checked and errors name what was being read.
+package vmcore
