@@ -5,7 +5,7 @@ STATICCHECK := $(shell command -v staticcheck 2>/dev/null || echo $(GOBIN)/stati
 BUILD    := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w"
 DEMO_OUT ?= out/demo
 
-.PHONY: all build deps lint test unit e2e demo clean
+.PHONY: all build deps lint test unit e2e demo bench clean
 
 all: build
 
@@ -48,6 +48,15 @@ demo: deps
 	rm -rf $(DEMO_OUT)
 	UKDUMP_E2E=1 UKDUMP_E2E_OUT=$(DEMO_OUT) $(GO) test -count=1 -timeout 20m -run '$(DEMO_CASE)$$' ./pkg/e2e/
 	@echo; echo "== ukdump demo: artifacts in $(DEMO_OUT)/$(DEMO_CASE)"; cat $(DEMO_OUT)/$(DEMO_CASE)/report.txt
+
+# ukdump convert against makedumpfile on a realistic vmcore: a 1.25 GiB
+# guest with page cache, anonymous memory of mixed content and free memory,
+# made once by a real crash in QEMU and kept outside the repository.
+BENCH_VMCORE ?= $(HOME)/.cache/ukdump/vmcores/bench-1280M.vmcore
+BENCH_REPS ?= 5
+bench: deps build
+	UKDUMP_E2E=1 UKDUMP_BENCH_VMCORE=$(BENCH_VMCORE) $(GO) test -count=1 -timeout 20m -run 'TestBenchVmcore$$' ./pkg/e2e/ >/dev/null
+	$(GO) run ./pkg/e2e/bench -vmcore $(BENCH_VMCORE) -ukdump bin/ukdump -reps $(BENCH_REPS)
 
 clean:
 	rm -rf bin out

@@ -156,29 +156,35 @@ func copyPages(core *vmcore.Core, w pageWriter, o Options, src *source, start ti
 				Out: st.DataBytes, Elapsed: time.Since(start)})
 		}
 	}
+	// Runs of dumpable pages are read with one call; the run length adapts,
+	// since after filtering most runs are a page or two long and reading
+	// 64 pages for one would copy 63 for nothing.
+	n := 1
 	for {
 		pfn, ok := w.NextPFN()
 		if !ok {
 			break
 		}
-		// Read up to run pages at once; the writer tells which of them it
-		// wants, and pages in between are read for nothing but cost less
-		// than a read each.
-		n := run
-		if err := core.ReadPages(pfn, n, buf); err != nil {
+		if err := core.ReadPages(pfn, n, buf[:n*ps]); err != nil {
 			n = 1
 			if err := core.ReadPage(pfn, buf[:ps]); err != nil {
 				return fmt.Errorf("read page %#x: %w", pfn, err)
 			}
 		}
-		for i := 0; i < n; i++ {
-			if err := w.WritePage(pfn+uint64(i), buf[i*ps:(i+1)*ps]); err != nil {
+		used := 0
+		for used < n {
+			if err := w.WritePage(pfn+uint64(used), buf[used*ps:(used+1)*ps]); err != nil {
 				return err
 			}
-			next, ok := w.NextPFN()
-			if !ok || next != pfn+uint64(i)+1 {
+			used++
+			if next, ok := w.NextPFN(); !ok || next != pfn+uint64(used) {
 				break
 			}
+		}
+		if used == n {
+			n = min(2*n, run)
+		} else {
+			n = max(1, used)
 		}
 		if time.Since(last) >= every {
 			last = time.Now()
