@@ -39,7 +39,7 @@ REAL_VMCORES := UKDUMP_TEST_VMCORE=$(VMCORE_DIR)/debian-6.1.vmcore UKDUMP_TEST_V
 test: lint
 	rm -rf $(VMCORE_DIR)
 	UKDUMP_VMCORE_DIR=$(VMCORE_DIR) $(GO) test -count=1 -timeout 40m ./...
-	$(REAL_VMCORES) $(GO) test -count=1 -timeout 20m ./pkg/vmcore/... ./pkg/diskdump/... ./pkg/collector/...
+	$(REAL_VMCORES) $(GO) test -count=1 -timeout 20m ./pkg/vmcore/... ./pkg/diskdump/... ./pkg/collector/... ./cmds/ukdump/
 
 # The whole crash cycle in QEMU, dumping to a LUKS2 volume, with a short
 # report. Debian's stock kernel, so no kernel build is needed.

@@ -176,6 +176,6 @@ func warnSpace(env Env, dir string, need int64) {
 		return
 	}
 	if free := int64(fs.Bavail) * fs.Bsize; free < need {
-		env.Log.Printf("warning: target has %d MiB free, the dump needs up to %d MiB", free>>20, need>>20)
+		env.Log.Printf("warning: target has %d MiB free; memory before filtering is %d MiB", free>>20, need>>20)
 	}
 }

@@ -316,3 +316,51 @@ func TestTargetNeverAppears(t *testing.T) {
 		t.Errorf("something was written to the target:\n%s", out)
 	}
 }
+
+// TestDiskFull: the target is too small for the dump. The kernel log,
+// written first, survives whole; the dump stays as vmcore-incomplete, marked
+// incomplete in its header so readers know; the crash kernel says why and
+// takes the failure action.
+func TestDiskFull(t *testing.T) {
+	requireTools(t, hostTools...)
+	k := testKernel(t)
+	dir := outDir(t)
+	uuid := newUUID()
+	disk := filepath.Join(dir, "disk.img")
+	makeExt4(t, disk, uuid, 12)
+	marker := randomHex(8)
+	c := runCycle(t, dir, cycleOptions{
+		Kernel:      k,
+		Conf:        "ext4 UUID=" + uuid + "\ncompression none\nfailure_action reboot\n",
+		Disks:       []string{disk},
+		MemoryMiB:   guestMiB,
+		CrashKernel: crashKernelSize(),
+		Params:      "ukdump.marker=" + marker,
+		Timeout:     5 * time.Minute,
+		Modules:     []string{"virtio_pci", "virtio_blk"},
+	})
+	if c.Err != nil {
+		t.Fatalf("kdump cycle did not end by itself: %v", c.Err)
+	}
+	wantLines(t, c.Crash, "crash kernel", "kdumpinit: wrote vmcore-dmesg.txt", "kdumpinit: FAILED at write vmcore", "no space left on device", "kdumpinit: reboot")
+	extract(t, disk, "/var/crash", filepath.Join(dir, "dump"))
+	dumps, _ := filepath.Glob(filepath.Join(dir, "dump", "crash", "*"))
+	if len(dumps) != 1 {
+		t.Fatalf("want one dump directory, have %v", dumps)
+	}
+	log, err := os.ReadFile(filepath.Join(dumps[0], "vmcore-dmesg.txt"))
+	if err != nil || !strings.Contains(string(log), "UKDUMP-MARKER "+marker) {
+		t.Errorf("vmcore-dmesg.txt lost or without the marker: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dumps[0], "vmcore")); err == nil {
+		t.Error("a partial dump got the name vmcore")
+	}
+	d, err := diskdump.OpenFile(filepath.Join(dumps[0], "vmcore-incomplete"))
+	if err != nil {
+		t.Fatalf("partial dump unreadable: %v", err)
+	}
+	defer d.Close()
+	if !d.Incomplete() {
+		t.Error("partial dump not marked incomplete")
+	}
+}
