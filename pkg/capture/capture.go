@@ -97,14 +97,19 @@ func Run(ctx context.Context, cfg *config.Init, env Env) (res *Result, err error
 	}()
 
 	base := filepath.Join(env.MountDir, cfg.Path)
-	dir, err := dumpdir.Create(base, cfg.Hostname, env.Now())
+	core, err := vmcore.Open(env.Vmcore)
+	if err != nil {
+		return nil, step("open vmcore", err)
+	}
+	defer core.Close()
+	dir, err := dumpdir.Create(base, cfg.Hostname, crashTime(core, env.Now))
 	if err != nil {
 		return nil, step("create dump directory", err)
 	}
 	rel := filepath.Join(cfg.Path, filepath.Base(dir))
 	env.Log.Printf("writing dump to %s", rel)
 
-	n, took, err := writeDump(cfg.Dump, env, dir)
+	n, took, err := writeDump(core, cfg.Dump, env, dir)
 	if err != nil {
 		return nil, step("write vmcore", err)
 	}
@@ -114,14 +119,9 @@ func Run(ctx context.Context, cfg *config.Init, env Env) (res *Result, err error
 
 // writeDump writes the kernel log first, so that it survives even if the
 // dump does not, then the filtered, compressed dump.
-func writeDump(d config.Dump, env Env, dir string) (int64, time.Duration, error) {
+func writeDump(core *vmcore.Core, d config.Dump, env Env, dir string) (int64, time.Duration, error) {
 	start := time.Now()
-	core, err := vmcore.Open(env.Vmcore)
-	if err != nil {
-		return 0, 0, err
-	}
-	defer core.Close()
-	err = dumpdir.WriteFile(dir, "vmcore-dmesg.txt", func(f *os.File) error {
+	err := dumpdir.WriteFile(dir, "vmcore-dmesg.txt", func(f *os.File) error {
 		return collector.Dmesg(core, f)
 	})
 	if err != nil {
@@ -166,6 +166,17 @@ func writeDump(d config.Dump, env Env, dir string) (int64, time.Duration, error)
 		return 0, 0, err
 	}
 	return fi.Size(), time.Since(start), nil
+}
+
+// crashTime names the dump after the moment of the crash, which the dead
+// kernel recorded in VMCOREINFO; the crash kernel's clock is the fallback.
+func crashTime(core *vmcore.Core, now func() time.Time) time.Time {
+	if info, err := core.VMCOREINFO(); err == nil {
+		if t, ok := info.CrashTime(); ok {
+			return t.UTC()
+		}
+	}
+	return now().UTC()
 }
 
 // warnSpace says early when the target cannot hold the dump, so that the

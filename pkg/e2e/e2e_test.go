@@ -232,10 +232,10 @@ func writeReport(t *testing.T, dir string, c cycle, vmcore string, loaded uint64
 	st, _ := os.Stat(vmcore)
 	var b strings.Builder
 	fmt.Fprintf(&b, "target:          %s\n", target)
-	if m := regexp.MustCompile(`kdumpinit: dump complete: (\S+)`).FindStringSubmatch(c.Crash); m != nil {
+	if m := regexp.MustCompile(`kdumpinit: dump complete: ([^\s,]+)`).FindStringSubmatch(c.Crash); m != nil {
 		fmt.Fprintf(&b, "written to:      %s on the target\n", m[1])
 	}
-	fmt.Fprintf(&b, "extracted to:    %s (%d MiB; %d MiB of memory in PT_LOAD)\n", vmcore, st.Size()>>20, loaded>>20)
+	fmt.Fprintf(&b, "extracted to:    %s (%d MiB file holding %d MiB of memory)\n", vmcore, st.Size()>>20, loaded>>20)
 	for _, m := range regexp.MustCompile(`kdumpinit: (digest check .*)`).FindAllStringSubmatch(c.Crash, -1) {
 		fmt.Fprintf(&b, "crash kernel:    %s\n", m[1])
 	}
