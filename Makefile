@@ -32,10 +32,11 @@ e2e:
 
 # The test command of README.md and CI: lint, unit tests and the QEMU
 # end-to-end tests, then the tests that read the vmcores those real crashes
-# left (Debian 6.1 and Linux 7.3) against makedumpfile, crash and
+# left (Debian 6.1 and 6.12, Linux 7.3) against makedumpfile, crash and
 # libkdumpfile.
 VMCORE_DIR ?= $(HOME)/.cache/ukdump/vmcores/test
-REAL_VMCORES := UKDUMP_TEST_VMCORE=$(VMCORE_DIR)/debian-6.1.vmcore UKDUMP_TEST_VMCORE_73=$(VMCORE_DIR)/crashdm-7.3.vmcore
+REAL_VMCORES := UKDUMP_TEST_VMCORE=$(VMCORE_DIR)/debian-6.1.vmcore UKDUMP_TEST_VMCORE_612=$(VMCORE_DIR)/debian-6.12.vmcore \
+	UKDUMP_TEST_VMCORE_73=$(VMCORE_DIR)/crashdm-7.3.vmcore
 test: lint
 	rm -rf $(VMCORE_DIR)
 	UKDUMP_VMCORE_DIR=$(VMCORE_DIR) $(GO) test -count=1 -timeout 40m ./...

@@ -12,7 +12,8 @@ import (
 )
 
 // realCore opens the ELF vmcore from a real crash named by env
-// (UKDUMP_TEST_VMCORE: Debian 6.1, UKDUMP_TEST_VMCORE_73: Linux 7.3); make
+// (UKDUMP_TEST_VMCORE: Debian 6.1, UKDUMP_TEST_VMCORE_612: Debian 6.12,
+// UKDUMP_TEST_VMCORE_73: Linux 7.3); make
 // test sets both after the QEMU tests made them.
 func realCore(t *testing.T, env string) *vmcore.Core {
 	t.Helper()
@@ -34,7 +35,7 @@ func realCore(t *testing.T, env string) *vmcore.Core {
 // (zero pages stay in the bitmap, pointing at one shared page, as
 // makedumpfile does), and that the kernel log reads back.
 func TestWriteRealKeepsPagesExactly(t *testing.T) {
-	for _, env := range []string{"UKDUMP_TEST_VMCORE", "UKDUMP_TEST_VMCORE_73"} {
+	for _, env := range []string{"UKDUMP_TEST_VMCORE", "UKDUMP_TEST_VMCORE_612", "UKDUMP_TEST_VMCORE_73"} {
 		t.Run(env, func(t *testing.T) {
 			core := realCore(t, env)
 			for _, comp := range []diskdump.Compression{diskdump.Snappy, diskdump.Zstd, diskdump.Zlib, diskdump.None} {

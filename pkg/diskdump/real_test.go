@@ -39,6 +39,7 @@ for line in sys.stdin:
 
 var realVMCores = []struct{ name, env string }{
 	{"debian-6.1", "UKDUMP_TEST_VMCORE"},
+	{"debian-6.12", "UKDUMP_TEST_VMCORE_612"},
 	{"linux-7.3", "UKDUMP_TEST_VMCORE_73"},
 }
 

@@ -77,6 +77,32 @@ func saveVmcore(t *testing.T, vmcore, name string) {
 	}
 }
 
+// TestCrashCycle612 runs the plain cycle on Debian 13's stock 6.12 cloud
+// kernel (modules .ko.xz, struct page types in the top byte of page_type)
+// and keeps its ELF vmcore for the real-vmcore tests.
+func TestCrashCycle612(t *testing.T) {
+	requireTools(t, hostTools...)
+	k := debianKernel(t, "", "trixie")
+	dir := outDir(t)
+	uuid := newUUID()
+	disk := filepath.Join(dir, "disk.img")
+	makeExt4(t, disk, uuid, 700)
+	marker := randomHex(8)
+	c := runCycle(t, dir, cycleOptions{
+		Kernel:      k,
+		Conf:        "ext4 UUID=" + uuid + "\nformat elf\ndump_level 0\n",
+		Disks:       []string{disk},
+		MemoryMiB:   guestMiB,
+		CrashKernel: "192M",
+		Params:      "ukdump.marker=" + marker,
+		Timeout:     8 * time.Minute,
+		Modules:     []string{"virtio_pci", "virtio_blk"},
+	})
+	vmcore, loaded, dmesg := verifyDump(t, dir, disk, c, marker)
+	saveVmcore(t, vmcore, "debian-6.12.vmcore")
+	writeReport(t, dir, c, vmcore, loaded, dmesg, "ext4 on a virtio disk, Debian 13 kernel")
+}
+
 // verifyDump checks a cycle that should have written one dump to the ext4
 // image fsImage: the first kernel's checks passed, the crash kernel
 // completed, and the dump taken out of the image is a whole ELF core that

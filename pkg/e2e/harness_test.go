@@ -54,11 +54,20 @@ type kernel struct {
 
 func testKernel(t *testing.T) kernel {
 	t.Helper()
-	root := os.Getenv("UKDUMP_KERNEL_ROOT")
+	return debianKernel(t, os.Getenv("UKDUMP_KERNEL_ROOT"))
+}
+
+// debianKernel unpacks a stock Debian kernel package: Debian 12's 6.1 cloud
+// kernel, or with args "trixie" Debian 13's 6.12. root, when set, names an
+// unpacked one.
+func debianKernel(t *testing.T, root string, args ...string) kernel {
+	t.Helper()
 	if root == "" {
-		out, err := exec.Command("../../testdata/kernel/fetch-debian.sh").Output()
+		cmd := exec.Command("../../testdata/kernel/fetch-debian.sh", args...)
+		cmd.Stderr = os.Stderr
+		out, err := cmd.Output()
 		if err != nil {
-			need(t, "fetching the test kernel: %v", err)
+			need(t, "fetching the test kernel %v: %v", args, err)
 		}
 		root = strings.TrimSpace(string(out))
 	}

@@ -10,7 +10,8 @@ import (
 )
 
 // realCore opens the vmcore named by env (UKDUMP_TEST_VMCORE for the Linux
-// 6.1 core, UKDUMP_TEST_VMCORE_73 for the Linux 7.3 one) or skips.
+// 6.1 core, UKDUMP_TEST_VMCORE_612 for the Debian 6.12 one,
+// UKDUMP_TEST_VMCORE_73 for the Linux 7.3 one) or skips.
 func realCore(t testing.TB, env string) (*Core, string) {
 	t.Helper()
 	path := os.Getenv(env)
@@ -48,7 +49,7 @@ func scanAll(t testing.TB, c *Core, level Level, fn func(ch *Chunk)) *Scanner {
 }
 
 func TestRealCores(t *testing.T) {
-	for _, env := range []string{"UKDUMP_TEST_VMCORE", "UKDUMP_TEST_VMCORE_73"} {
+	for _, env := range []string{"UKDUMP_TEST_VMCORE", "UKDUMP_TEST_VMCORE_612", "UKDUMP_TEST_VMCORE_73"} {
 		t.Run(env, func(t *testing.T) {
 			c, _ := realCore(t, env)
 			info, err := c.VMCOREINFO()
@@ -237,7 +238,7 @@ func nrFreePages(t *testing.T, c *Core) uint64 {
 // classifier against the kernel's own NR_FREE_PAGES counters (per-CPU page
 // lists are neither: both are kept).
 func TestFreePagesMatchKernelCounter(t *testing.T) {
-	for _, env := range []string{"UKDUMP_TEST_VMCORE", "UKDUMP_TEST_VMCORE_73"} {
+	for _, env := range []string{"UKDUMP_TEST_VMCORE", "UKDUMP_TEST_VMCORE_612", "UKDUMP_TEST_VMCORE_73"} {
 		t.Run(env, func(t *testing.T) {
 			c, _ := realCore(t, env)
 			want := nrFreePages(t, c)

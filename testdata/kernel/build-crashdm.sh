@@ -4,8 +4,9 @@
 #
 # Source: Debian's linux-source-7.3 package from trixie-backports. This
 # Debian 12 machine's sources do not list that suite, so the package is
-# fetched through a private apt configuration kept in the cache; the system's
-# apt configuration, package lists and archives are not touched:
+# fetched through a private apt configuration kept in the cache (set up by
+# private-apt.sh, beside this script, which fetch-debian.sh shares); the
+# system's apt configuration, package lists and archives are not touched:
 #
 #   sources.list   deb [signed-by=<debian-archive-keyring>] <mirror> trixie-backports main
 #                  where <mirror> is the Debian archive URI already configured
@@ -83,103 +84,19 @@ fi
 # ---------------------------------------------------------------------------
 # The private apt configuration.
 
-# release_codename prints this machine's Debian codename (bookworm).
-release_codename() {
-	local VERSION_CODENAME=""
-	# shellcheck disable=SC1091
-	[[ -r /etc/os-release ]] && . /etc/os-release
-	printf '%s\n' "${VERSION_CODENAME:-bookworm}"
-}
-
-# debian_mirrors prints the http(s) URIs of the enabled "deb" entries that
-# serve this release's main archive (suite <codename>, <codename>-updates,
-# <codename>-backports or <codename>-proposed-updates with component main):
-# those are Debian archive mirrors. Security and third-party repositories
-# use other suites or components and are left out. Both the one-line format
-# (*.list) and deb822 (*.sources) are read.
-debian_mirrors() {
-	local codename files=() f
-	codename="$(release_codename)"
-	[[ -f /etc/apt/sources.list ]] && files+=(/etc/apt/sources.list)
-	for f in /etc/apt/sources.list.d/*.list; do [[ -f "$f" ]] && files+=("$f"); done
-	((${#files[@]} == 0)) || awk -v codename="$codename" '
-		{ sub(/#.*/, ""); gsub(/\[[^]]*\]/, " ") }
-		$1 == "deb" && $2 ~ /^https?:\/\// &&
-		$3 ~ ("^" codename "(-updates|-backports|-proposed-updates)?/?$") {
-			for (i = 4; i <= NF; i++) if ($i == "main") { print $2; break }
-		}' "${files[@]}"
-	files=()
-	for f in /etc/apt/sources.list.d/*.sources; do [[ -f "$f" ]] && files+=("$f"); done
-	((${#files[@]} == 0)) || awk -v codename="$codename" '
-		function flush(   n, i, u, ok) {
-			ok = (" " f["types"] " " ~ / deb /) && tolower(f["enabled"]) != "no" &&
-				(" " f["components"] " " ~ / main /)
-			if (ok) {
-				ok = 0
-				n = split(f["suites"], s, /[ \t]+/)
-				for (i = 1; i <= n; i++)
-					if (s[i] ~ ("^" codename "(-updates|-backports|-proposed-updates)?/?$")) ok = 1
-			}
-			if (ok) {
-				n = split(f["uris"], u, /[ \t]+/)
-				for (i = 1; i <= n; i++) if (u[i] ~ /^https?:\/\//) print u[i]
-			}
-			delete f
-			last = ""
-		}
-		FNR == 1 { flush() }
-		/^[ \t]*#/ { next }
-		/^[ \t]*$/ { flush(); next }
-		/^[ \t]/ { if (last != "") f[last] = f[last] " " $0; next }
-		{
-			key = tolower(substr($0, 1, index($0, ":") - 1))
-			val = substr($0, index($0, ":") + 1)
-			f[key] = val
-			last = key
-		}
-		END { flush() }' "${files[@]}"
-}
+# The functions are shared with fetch-debian.sh; see private-apt.sh.
+PRIVATE_APT_KEYRING="$keyring"
+# shellcheck source=private-apt.sh
+. "$here/private-apt.sh"
 
 # setup_private_apt writes the private configuration into $apt_dir. It is
 # rewritten on each run, so a changed mirror takes effect at once.
 setup_private_apt() {
-	local mirror
-	if [[ -n "${UKDUMP_DEBIAN_MIRROR:-}" ]]; then
-		mirror="$UKDUMP_DEBIAN_MIRROR"
-	else
-		mirror="$(debian_mirrors | head -n1)"
-		[[ -n "$mirror" ]] || die "no Debian archive URI for $(release_codename) main found in /etc/apt/sources.list or /etc/apt/sources.list.d/*.{list,sources}; set UKDUMP_DEBIAN_MIRROR"
-	fi
-	mirror="${mirror%/}"
-	mkdir -p "$apt_dir"/{lists/partial,cache/archives/partial,sources.list.d,preferences.d,debs}
-	: >"$apt_dir/status"
-	printf 'deb [signed-by=%s] %s %s main\n' "$keyring" "$mirror" "$suite" >"$apt_dir/sources.list.tmp"
-	mv "$apt_dir/sources.list.tmp" "$apt_dir/sources.list"
-	{
-		echo '// Written by build-crashdm.sh; apt reads it last (Dir::Etc::main).'
-		[[ -f /etc/apt/apt.conf ]] && echo '#include "/etc/apt/apt.conf";'
-		echo "Dir::State::Lists \"$apt_dir/lists\";"
-		echo "Dir::State::status \"$apt_dir/status\";"
-		echo "Dir::Cache \"$apt_dir/cache\";"
-		echo "Dir::Etc::SourceList \"$apt_dir/sources.list\";"
-		echo "Dir::Etc::SourceParts \"$apt_dir/sources.list.d\";"
-		echo "Dir::Etc::Preferences \"$apt_dir/preferences\";"
-		echo "Dir::Etc::PreferencesParts \"$apt_dir/preferences.d\";"
-		echo 'Acquire::Languages "none";'
-		echo 'Acquire::IndexTargets::deb::DEP-11::DefaultEnabled "false";'
-		echo '#clear APT::Update::Pre-Invoke;'
-		echo '#clear APT::Update::Post-Invoke;'
-		echo '#clear APT::Update::Post-Invoke-Success;'
-		# As root apt drops to the _apt user for downloads, which cannot reach
-		# a cache under /root.
-		[[ $EUID -ne 0 ]] || echo 'APT::Sandbox::User "root";'
-	} >"$apt_dir/apt.conf"
-	# APT_CONFIG is read before /etc/apt/apt.conf.d and only names our main
-	# file, which apt reads after it.
-	printf 'Dir::Etc::main "%s";\n' "$apt_dir/apt.conf" >"$apt_dir/apt-config"
+	private_apt_setup "$apt_dir" "$suite"
+	mkdir -p "$apt_dir/debs"
 }
 
-papt() { APT_CONFIG="$apt_dir/apt-config" "$@"; }
+papt() { private_apt "$apt_dir" "$@"; }
 
 # candidate prints the version of $pkg the private lists offer, or nothing.
 candidate() {
