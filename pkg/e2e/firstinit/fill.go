@@ -8,24 +8,22 @@ import (
 	"strconv"
 )
 
-// anon keeps the anonymous memory of the "fill" scenario reachable until
-// the crash, so the dead kernel's memory holds it.
-var anon [][]byte
-
 // fill makes the first kernel's memory look like a working server's before
 // the crash, for the benchmark vmcore: the page cache holds a file read from
 // the disk, anonymous memory holds mixed content (text, random bytes,
-// zeros), and the rest is left free.
-func fill(params map[string]string) error {
+// zeros), and the rest is left free. The caller keeps the returned memory
+// reachable until the crash.
+func fill(params map[string]string) ([][]byte, error) {
 	f, err := os.Open("/mnt/bench/pagecache.bin")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	n, err := io.Copy(io.Discard, f)
 	f.Close()
 	if err != nil {
-		return err
+		return nil, err
 	}
+	var anon [][]byte
 	mib, _ := strconv.Atoi(params["ukdump.anon"])
 	rng := rand.New(rand.NewPCG(1, 2))
 	for i := 0; i < mib; i++ {
@@ -34,7 +32,7 @@ func fill(params map[string]string) error {
 		anon = append(anon, chunk)
 	}
 	say("filled: %d MiB in the page cache, %d MiB anonymous", n>>20, mib)
-	return nil
+	return anon, nil
 }
 
 // fillMixed fills b page by page: 40% text-like, 30% random, 30% zero.

@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"time"
 
@@ -110,11 +111,14 @@ func run() error {
 	out, _ = exec.Command("/usr/bin/ukdump", "status").CombinedOutput()
 	fmt.Printf("%s", out)
 
+	var anon [][]byte
 	if params["ukdump.fill"] == "1" {
-		if err := fill(params); err != nil {
+		if anon, err = fill(params); err != nil {
 			return err
 		}
 	}
+	// The anonymous memory must still be in use when the kernel dies.
+	defer runtime.KeepAlive(anon)
 	if params["ukdump.reuse"] == "1" {
 		if err := reloadReusingKeys(vols); err != nil {
 			return err
