@@ -77,6 +77,33 @@ func saveVmcore(t *testing.T, vmcore, name string) {
 	}
 }
 
+// TestCrashCycleDefault is a plain ext4 target with the default dump
+// settings: kdump-compressed, dump level 31, snappy.
+func TestCrashCycleDefault(t *testing.T) {
+	requireTools(t, hostTools...)
+	k := testKernel(t)
+	dir := outDir(t)
+	uuid := newUUID()
+	disk := filepath.Join(dir, "disk.img")
+	makeExt4(t, disk, uuid, 200)
+	marker := randomHex(8)
+	c := runCycle(t, dir, cycleOptions{
+		Kernel:      k,
+		Conf:        "ext4 UUID=" + uuid + "\n",
+		Disks:       []string{disk},
+		MemoryMiB:   guestMiB,
+		CrashKernel: crashKernelSize(),
+		Params:      "ukdump.marker=" + marker,
+		Timeout:     5 * time.Minute,
+		Modules:     []string{"virtio_pci", "virtio_blk"},
+	})
+	vmcore, loaded, dmesg := verifyDump(t, dir, disk, c, marker)
+	if comp := dumpCompression(t, vmcore); comp != "snappy" {
+		t.Errorf("default compression %q, want snappy", comp)
+	}
+	writeReport(t, dir, c, vmcore, loaded, dmesg, "ext4 on a virtio disk, default dump settings")
+}
+
 // TestCrashCycle612 runs the plain cycle on Debian 13's stock 6.12 cloud
 // kernel (modules .ko.xz, struct page types in the top byte of page_type)
 // and keeps its ELF vmcore for the real-vmcore tests.
