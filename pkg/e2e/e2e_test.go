@@ -30,31 +30,61 @@ func crashKernelSize() string {
 
 var hostTools = []string{"qemu-system-x86_64", "mkfs.ext4", "debugfs", "makedumpfile"}
 
-// TestCrashCycle is the whole product on its default path: a first kernel
-// runs the real "ukdump load", crashes, and the crash kernel dumps to an
-// ext4 disk. The host checks the dump with tools we did not write.
-func TestCrashCycle(t *testing.T) {
-	requireTools(t, hostTools...)
-	k := testKernel(t)
-	dir := outDir(t)
-	uuid := newUUID()
-	disk := filepath.Join(dir, "disk.img")
-	makeExt4(t, disk, uuid, 700)
-	marker := randomHex(8)
+// plainCase is a cycle on one ext4 virtio disk.
+type plainCase struct {
+	Kernel      kernel
+	DiskMiB     int
+	Conf        string // directives after the target line
+	CrashKernel string
+	Params      string // first-kernel command line additions
+	Timeout     time.Duration
+}
 
-	c := runCycle(t, dir, cycleOptions{
-		Kernel:      k,
-		Conf:        "# written by the e2e test: a whole ELF core, as issue 2 wrote it\next4 UUID=" + uuid + "\npath /var/crash\nformat elf\ndump_level 0\n",
-		Disks:       []string{disk},
+// plainResult is what a plain case leaves for its checks.
+type plainResult struct {
+	Dir, Disk, UUID, Marker string
+	Cycle                   cycle
+}
+
+// runPlain makes the disk, writes ukdump.conf naming it, and runs a cycle.
+func runPlain(t *testing.T, pc plainCase) plainResult {
+	t.Helper()
+	r := plainResult{Dir: outDir(t), UUID: newUUID(), Marker: randomHex(8)}
+	r.Disk = filepath.Join(r.Dir, "disk.img")
+	makeExt4(t, r.Disk, r.UUID, pc.DiskMiB)
+	if pc.CrashKernel == "" {
+		pc.CrashKernel = crashKernelSize()
+	}
+	r.Cycle = runCycle(t, r.Dir, cycleOptions{
+		Kernel:      pc.Kernel,
+		Conf:        "ext4 UUID=" + r.UUID + "\n" + pc.Conf,
+		Disks:       []string{r.Disk},
 		MemoryMiB:   guestMiB,
-		CrashKernel: crashKernelSize(),
-		Params:      "ukdump.marker=" + marker,
-		Timeout:     8 * time.Minute,
+		CrashKernel: pc.CrashKernel,
+		Params:      strings.TrimSpace("ukdump.marker=" + r.Marker + " " + pc.Params),
+		Timeout:     pc.Timeout,
 		Modules:     []string{"virtio_pci", "virtio_blk"},
 	})
-	vmcore, loaded, dmesg := verifyDump(t, dir, disk, c, marker)
-	saveVmcore(t, vmcore, "debian-6.1.vmcore")
-	writeReport(t, dir, c, vmcore, loaded, dmesg, "ext4 on a virtio disk")
+	return r
+}
+
+// checkPlain verifies a plain case that should have written a dump.
+func checkPlain(t *testing.T, r plainResult, target string) string {
+	t.Helper()
+	vmcore, loaded, dmesg := verifyDump(t, r.Dir, r.Disk, r.Cycle, r.Marker)
+	writeReport(t, r.Dir, r.Cycle, vmcore, loaded, dmesg, target)
+	return vmcore
+}
+
+// TestCrashCycle is the whole product on its default path: a first kernel
+// runs the real "ukdump load", crashes, and the crash kernel dumps to an
+// ext4 disk. The host checks the dump with tools we did not write. The dump
+// is a whole ELF core, as before the core collector, and is kept for the
+// real-vmcore tests.
+func TestCrashCycle(t *testing.T) {
+	requireTools(t, hostTools...)
+	r := runPlain(t, plainCase{Kernel: testKernel(t), DiskMiB: 700, Conf: "path /var/crash\nformat elf\ndump_level 0\n", Timeout: 8 * time.Minute})
+	saveVmcore(t, checkPlain(t, r, "ext4 on a virtio disk"), "debian-6.1.vmcore")
 }
 
 // saveVmcore keeps an ELF vmcore from a real crash where the tests of
@@ -81,27 +111,10 @@ func saveVmcore(t *testing.T, vmcore, name string) {
 // settings: kdump-compressed, dump level 31, snappy.
 func TestCrashCycleDefault(t *testing.T) {
 	requireTools(t, hostTools...)
-	k := testKernel(t)
-	dir := outDir(t)
-	uuid := newUUID()
-	disk := filepath.Join(dir, "disk.img")
-	makeExt4(t, disk, uuid, 200)
-	marker := randomHex(8)
-	c := runCycle(t, dir, cycleOptions{
-		Kernel:      k,
-		Conf:        "ext4 UUID=" + uuid + "\n",
-		Disks:       []string{disk},
-		MemoryMiB:   guestMiB,
-		CrashKernel: crashKernelSize(),
-		Params:      "ukdump.marker=" + marker,
-		Timeout:     5 * time.Minute,
-		Modules:     []string{"virtio_pci", "virtio_blk"},
-	})
-	vmcore, loaded, dmesg := verifyDump(t, dir, disk, c, marker)
-	if comp := dumpCompression(t, vmcore); comp != "snappy" {
+	r := runPlain(t, plainCase{Kernel: testKernel(t), DiskMiB: 200, Timeout: 5 * time.Minute})
+	if comp := dumpCompression(t, checkPlain(t, r, "ext4 on a virtio disk, default dump settings")); comp != "snappy" {
 		t.Errorf("default compression %q, want snappy", comp)
 	}
-	writeReport(t, dir, c, vmcore, loaded, dmesg, "ext4 on a virtio disk, default dump settings")
 }
 
 // TestCrashCycle612 runs the plain cycle on Debian 13's stock 6.12 cloud
@@ -109,25 +122,9 @@ func TestCrashCycleDefault(t *testing.T) {
 // and keeps its ELF vmcore for the real-vmcore tests.
 func TestCrashCycle612(t *testing.T) {
 	requireTools(t, hostTools...)
-	k := debianKernel(t, "", "trixie")
-	dir := outDir(t)
-	uuid := newUUID()
-	disk := filepath.Join(dir, "disk.img")
-	makeExt4(t, disk, uuid, 700)
-	marker := randomHex(8)
-	c := runCycle(t, dir, cycleOptions{
-		Kernel:      k,
-		Conf:        "ext4 UUID=" + uuid + "\nformat elf\ndump_level 0\n",
-		Disks:       []string{disk},
-		MemoryMiB:   guestMiB,
-		CrashKernel: "192M",
-		Params:      "ukdump.marker=" + marker,
-		Timeout:     8 * time.Minute,
-		Modules:     []string{"virtio_pci", "virtio_blk"},
-	})
-	vmcore, loaded, dmesg := verifyDump(t, dir, disk, c, marker)
-	saveVmcore(t, vmcore, "debian-6.12.vmcore")
-	writeReport(t, dir, c, vmcore, loaded, dmesg, "ext4 on a virtio disk, Debian 13 kernel")
+	r := runPlain(t, plainCase{Kernel: debianKernel(t, "", "trixie"), DiskMiB: 700, Conf: "format elf\ndump_level 0\n",
+		CrashKernel: "192M", Timeout: 8 * time.Minute})
+	saveVmcore(t, checkPlain(t, r, "ext4 on a virtio disk, Debian 13 kernel"), "debian-6.12.vmcore")
 }
 
 // verifyDump checks a cycle that should have written one dump to the ext4
@@ -316,22 +313,9 @@ func writeReport(t *testing.T, dir string, c cycle, vmcore string, loaded uint64
 // failure action (QEMU exits on the reboot) and write nothing.
 func TestTargetNeverAppears(t *testing.T) {
 	requireTools(t, hostTools...)
-	k := testKernel(t)
-	dir := outDir(t)
-	uuid := newUUID()
-	disk := filepath.Join(dir, "disk.img")
-	makeExt4(t, disk, uuid, 64)
-
-	c := runCycle(t, dir, cycleOptions{
-		Kernel:      k,
-		Conf:        "ext4 UUID=" + uuid + "\ntarget_timeout 10\nfailure_action reboot\n",
-		Disks:       []string{disk},
-		MemoryMiB:   guestMiB,
-		CrashKernel: crashKernelSize(),
-		Params:      "ukdump.scenario=vanish",
-		Timeout:     5 * time.Minute,
-		Modules:     []string{"virtio_pci", "virtio_blk"},
-	})
+	r := runPlain(t, plainCase{Kernel: testKernel(t), DiskMiB: 64, Conf: "target_timeout 10\nfailure_action reboot\n",
+		Params: "ukdump.scenario=vanish", Timeout: 5 * time.Minute})
+	c, uuid, disk := r.Cycle, r.UUID, r.Disk
 	if c.Err != nil {
 		t.Fatalf("kdump cycle did not end by itself: %v", c.Err)
 	}
@@ -379,22 +363,8 @@ func TestTargetNeverAppears(t *testing.T) {
 // takes the failure action.
 func TestDiskFull(t *testing.T) {
 	requireTools(t, hostTools...)
-	k := testKernel(t)
-	dir := outDir(t)
-	uuid := newUUID()
-	disk := filepath.Join(dir, "disk.img")
-	makeExt4(t, disk, uuid, 12)
-	marker := randomHex(8)
-	c := runCycle(t, dir, cycleOptions{
-		Kernel:      k,
-		Conf:        "ext4 UUID=" + uuid + "\ncompression none\nfailure_action reboot\n",
-		Disks:       []string{disk},
-		MemoryMiB:   guestMiB,
-		CrashKernel: crashKernelSize(),
-		Params:      "ukdump.marker=" + marker,
-		Timeout:     5 * time.Minute,
-		Modules:     []string{"virtio_pci", "virtio_blk"},
-	})
+	r := runPlain(t, plainCase{Kernel: testKernel(t), DiskMiB: 12, Conf: "compression none\nfailure_action reboot\n", Timeout: 5 * time.Minute})
+	c, dir, disk, marker := r.Cycle, r.Dir, r.Disk, r.Marker
 	if c.Err != nil {
 		t.Fatalf("kdump cycle did not end by itself: %v", c.Err)
 	}
