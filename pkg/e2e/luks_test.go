@@ -119,6 +119,60 @@ func wantLines(t *testing.T, console, which string, lines ...string) {
 
 var luksModules = []string{"virtio_pci", "virtio_blk", "dm_mod", "dm_crypt", "xts", "ecb", "essiv", "sha256_generic"}
 
+// luksCase is a cycle on one LUKS volume holding ext4.
+type luksCase struct {
+	Kernel  kernel
+	FSMiB   int
+	Format  lukstest.Options
+	Mode    string // how the first system mapped it: "table" or "keyring"
+	Conf    string // directives after the target line
+	Params  string
+	Timeout time.Duration
+	Modules []string
+}
+
+// luksResult is what a LUKS case leaves for its checks.
+type luksResult struct {
+	Dir, Marker string
+	Volume      luksVolume
+	Cycle       cycle
+}
+
+// runLUKS formats the volume with cryptsetup, fills it with an ext4 image,
+// and runs a cycle whose first system opens it as Mode says.
+func runLUKS(t *testing.T, lc luksCase) luksResult {
+	t.Helper()
+	r := luksResult{Dir: outDir(t), Marker: randomHex(8)}
+	fsUUID := newUUID()
+	plain := plainExt4(t, r.Dir, fsUUID, int64(lc.FSMiB)<<20)
+	r.Volume = formatLUKS(t, r.Dir, "crashdisk", int64(lc.FSMiB+20)<<20, lc.Format, plain)
+	os.Remove(plain)
+	r.Cycle = runCycle(t, r.Dir, cycleOptions{
+		Kernel:      lc.Kernel,
+		Conf:        "ext4 UUID=" + fsUUID + "\n" + lc.Conf,
+		Files:       map[string]string{"etc/e2e/volumes": r.Volume.volumesLine(lc.Mode)},
+		Disks:       []string{r.Volume.Image},
+		MemoryMiB:   guestMiB,
+		CrashKernel: luksCrashKernel(),
+		Params:      strings.TrimSpace("ukdump.marker=" + r.Marker + " " + lc.Params),
+		Timeout:     lc.Timeout,
+		Modules:     lc.Modules,
+	})
+	if r.Cycle.Err != nil {
+		t.Fatalf("kdump cycle did not end by itself: %v", r.Cycle.Err)
+	}
+	return r
+}
+
+// checkLUKSDump decrypts the volume on the host and verifies the dump in it.
+func checkLUKSDump(t *testing.T, r luksResult, target string) {
+	t.Helper()
+	v, c := r.Volume, r.Cycle
+	vmcore, loaded, dmesg := verifyDump(t, r.Dir, decrypt(t, v, filepath.Join(r.Dir, "decrypted.img")), c, r.Marker)
+	checkNoKeys(t, r.Dir, c, v)
+	writeReport(t, r.Dir, c, vmcore, loaded, dmesg, target)
+}
+
 // TestLUKSInitrd: Debian's stock 6.1 kernel has no CRASH_DM_CRYPT, so the
 // key rides in the in-memory initramfs. The volume is LUKS2 as cryptsetup
 // makes it by default (Argon2id with far more memory than the crash kernel
@@ -126,38 +180,16 @@ var luksModules = []string{"virtio_pci", "virtio_blk", "dm_mod", "dm_crypt", "xt
 // the key in the dm-crypt table.
 func TestLUKSInitrd(t *testing.T) {
 	requireTools(t, append(hostTools, "cryptsetup")...)
-	k := testKernel(t)
-	dir := outDir(t)
-	fsUUID := newUUID()
-	plain := plainExt4(t, dir, fsUUID, 600<<20)
-	v := formatLUKS(t, dir, "crashdisk", 620<<20, lukstest.Options{PBKDF: "argon2id", SectorSize: 4096}, plain)
-	os.Remove(plain)
-	marker := randomHex(8)
-
-	c := runCycle(t, dir, cycleOptions{
-		Kernel:      k,
-		Conf:        "ext4 UUID=" + fsUUID + "\ncompression zlib\n",
-		Files:       map[string]string{"etc/e2e/volumes": v.volumesLine("table")},
-		Disks:       []string{v.Image},
-		MemoryMiB:   guestMiB,
-		CrashKernel: luksCrashKernel(),
-		Params:      "ukdump.marker=" + marker,
-		Timeout:     8 * time.Minute,
-		Modules:     luksModules,
-	})
-	if c.Err != nil {
-		t.Fatalf("kdump cycle: %v", c.Err)
-	}
-	wantLines(t, c.First, "first kernel",
+	r := runLUKS(t, luksCase{Kernel: testKernel(t), FSMiB: 600, Format: lukstest.Options{PBKDF: "argon2id", SectorSize: 4096},
+		Mode: "table", Conf: "compression zlib\n", Timeout: 8 * time.Minute, Modules: luksModules})
+	wantLines(t, r.Cycle.First, "first kernel",
 		"key transport initrd",
 		"key from the live dm-crypt table (checked against the header digest)",
 		"FIRSTINIT CHECK mkinitrd-no-key PASS",
 		"transport initrd, from dm-crypt table",
 	)
-	wantLines(t, c.Crash, "crash kernel", "opened LUKS2 "+v.Header.UUID)
-	vmcore, loaded, dmesg := verifyDump(t, dir, decrypt(t, v, filepath.Join(dir, "decrypted.img")), c, marker)
-	checkNoKeys(t, dir, c, v)
-	writeReport(t, dir, c, vmcore, loaded, dmesg, "ext4 on LUKS2 (Argon2id, 4096-byte sectors), key handed over in the in-memory initramfs")
+	wantLines(t, r.Cycle.Crash, "crash kernel", "opened LUKS2 "+r.Volume.Header.UUID)
+	checkLUKSDump(t, r, "ext4 on LUKS2 (Argon2id, 4096-byte sectors), key handed over in the in-memory initramfs")
 }
 
 // TestLUKSKernel: the CRASH_DM_CRYPT kernel. The first system left the key
@@ -167,39 +199,19 @@ func TestLUKSInitrd(t *testing.T) {
 // crash kernel is reloaded with the keys the kernel saved (reuse).
 func TestLUKSKernel(t *testing.T) {
 	requireTools(t, append(hostTools, "cryptsetup")...)
-	k := crashDMKernel(t)
-	dir := outDir(t)
-	fsUUID := newUUID()
-	plain := plainExt4(t, dir, fsUUID, 600<<20)
-	v := formatLUKS(t, dir, "crashdisk", 620<<20, lukstest.Options{PBKDF: "argon2id"}, plain)
-	os.Remove(plain)
-	marker := randomHex(8)
-
-	c := runCycle(t, dir, cycleOptions{
-		Kernel:      k,
-		Conf:        "ext4 UUID=" + fsUUID + "\nkey_transport kernel\n",
-		Files:       map[string]string{"etc/e2e/volumes": v.volumesLine("keyring")},
-		Disks:       []string{v.Image},
-		MemoryMiB:   guestMiB,
-		CrashKernel: luksCrashKernel(),
-		Params:      "ukdump.marker=" + marker + " ukdump.wrongkey=1 ukdump.reuse=1",
-		Timeout:     6 * time.Minute,
-	})
-	if c.Err != nil {
-		t.Fatalf("kdump cycle: %v", c.Err)
-	}
-	wantLines(t, c.First, "first kernel",
+	r := runLUKS(t, luksCase{Kernel: crashDMKernel(t), FSMiB: 600, Format: lukstest.Options{PBKDF: "argon2id"},
+		Mode: "keyring", Conf: "key_transport kernel\n", Params: "ukdump.wrongkey=1 ukdump.reuse=1", Timeout: 6 * time.Minute})
+	uuid := r.Volume.Header.UUID
+	wantLines(t, r.Cycle.First, "first kernel",
 		"FIRSTINIT CHECK wrong-key PASS",
-		"key from logon key kdump-cryptsetup:vk-"+v.Header.UUID+" (checked against the header digest)",
+		"key from logon key kdump-cryptsetup:vk-"+uuid+" (checked against the header digest)",
 		"FIRSTINIT CHECK mkinitrd-no-key PASS",
 		"FIRSTINIT CHECK reload-without-keys-refused PASS",
 		"reusing the key saved by the last load",
 		"FIRSTINIT reloaded with --reuse-keys",
 	)
-	wantLines(t, c.Crash, "crash kernel", "asked the kernel to restore", "opened LUKS2 "+v.Header.UUID)
-	vmcore, loaded, dmesg := verifyDump(t, dir, decrypt(t, v, filepath.Join(dir, "decrypted.img")), c, marker)
-	checkNoKeys(t, dir, c, v)
-	writeReport(t, dir, c, vmcore, loaded, dmesg, "ext4 on LUKS2 (Argon2id), key handed over by the kernel (CRASH_DM_CRYPT)")
+	wantLines(t, r.Cycle.Crash, "crash kernel", "asked the kernel to restore", "opened LUKS2 "+uuid)
+	checkLUKSDump(t, r, "ext4 on LUKS2 (Argon2id), key handed over by the kernel (CRASH_DM_CRYPT)")
 }
 
 // TestLUKSTwoVolumes: ext4 on LUKS2 on LUKS1, both keys handed over in one
@@ -245,26 +257,9 @@ func TestLUKSTwoVolumes(t *testing.T) {
 // failure action, and write nothing.
 func TestLUKSKeyVanished(t *testing.T) {
 	requireTools(t, append(hostTools, "cryptsetup")...)
-	k := crashDMKernel(t)
-	dir := outDir(t)
-	fsUUID := newUUID()
-	plain := plainExt4(t, dir, fsUUID, 64<<20)
-	v := formatLUKS(t, dir, "crashdisk", 80<<20, lukstest.Options{}, plain)
-	os.Remove(plain)
-
-	c := runCycle(t, dir, cycleOptions{
-		Kernel:      k,
-		Conf:        "ext4 UUID=" + fsUUID + "\nkey_transport kernel\nfailure_action reboot\n",
-		Files:       map[string]string{"etc/e2e/volumes": v.volumesLine("keyring")},
-		Disks:       []string{v.Image},
-		MemoryMiB:   guestMiB,
-		CrashKernel: luksCrashKernel(),
-		Params:      "ukdump.scenario=nokeys",
-		Timeout:     4 * time.Minute,
-	})
-	if c.Err != nil {
-		t.Fatalf("kdump cycle did not end by itself: %v", c.Err)
-	}
+	r := runLUKS(t, luksCase{Kernel: crashDMKernel(t), FSMiB: 64, Mode: "keyring",
+		Conf: "key_transport kernel\nfailure_action reboot\n", Params: "ukdump.scenario=nokeys", Timeout: 4 * time.Minute})
+	dir, v, c := r.Dir, r.Volume, r.Cycle
 	wantLines(t, c.First, "first kernel", "FIRSTINIT reloaded the crash kernel without keys", "FIRSTINIT CHECK mkinitrd-no-key PASS")
 	wantLines(t, c.Crash, "crash kernel",
 		"kdumpinit: FAILED at unlock: LUKS "+v.Header.UUID+" (crashdisk): the first kernel handed over no key",
