@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 
@@ -285,6 +286,11 @@ type VolumeState struct {
 // the kernel has copied it into the crash reservation, and the part holding
 // keys is overwritten before that.
 func Load(p *Plan, out io.Writer) (*State, error) {
+	// A process keyring lives in the credentials of the thread that made
+	// it: kexec_file_load's request_key must run on the thread that added
+	// the temporary logon keys, so this goroutine keeps its thread.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	kernel, err := os.Open(p.Options.Kernel)
 	if err != nil {
 		return nil, fmt.Errorf("loader: crash kernel: %w", err)

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -50,6 +51,11 @@ func (o *Opened) Close() error {
 // On error the mappings made so far stay in the returned Opened for the
 // caller to close.
 func Open(ctx context.Context, vols []config.Volume, timeout time.Duration, env Env) (*Opened, error) {
+	// The logon key dm-crypt looks up is added to the process keyring, which
+	// lives in the credentials of the thread that made it; the table load
+	// must come from that thread.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	o := &Opened{}
 	if len(vols) == 0 {
 		return o, nil
