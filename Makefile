@@ -3,7 +3,7 @@ GO       ?= go
 GOBIN    := $(shell $(GO) env GOPATH)/bin
 STATICCHECK := $(shell command -v staticcheck 2>/dev/null || echo $(GOBIN)/staticcheck)
 BUILD    := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w"
-DEMO_OUT ?= out/demo
+DEMO_OUT ?= $(CURDIR)/out/demo
 
 .PHONY: all build deps lint test unit e2e demo bench clean
 
