@@ -46,10 +46,10 @@ func main() {
 }
 `
 
-// needVM skips in -short mode, and skips when QEMU or the kernel cannot be
-// had, except under CI where a missing dependency is a failure: a CI run
-// that silently skipped every boot would prove nothing.
-func needVM(t *testing.T) (kernel string) {
+// needQEMU skips in -short mode and checks for QEMU. It returns how to
+// report a missing dependency: skip, or under CI fail, since a CI run that
+// silently skipped every boot would prove nothing.
+func needQEMU(t *testing.T) func(format string, args ...any) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("boots a VM; skipped with -short")
@@ -61,6 +61,15 @@ func needVM(t *testing.T) (kernel string) {
 	if _, err := exec.LookPath(DefaultBinary); err != nil {
 		unavailable("%s not found (apt-get install qemu-system-x86): %v", DefaultBinary, err)
 	}
+	return unavailable
+}
+
+// needVM skips in -short mode, and skips when QEMU or the kernel cannot be
+// had, except under CI where a missing dependency is a failure: a CI run
+// that silently skipped every boot would prove nothing.
+func needVM(t *testing.T) (kernel string) {
+	t.Helper()
+	unavailable := needQEMU(t)
 	var stdout, stderr bytes.Buffer
 	cmd := exec.Command("bash", fetchScript)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

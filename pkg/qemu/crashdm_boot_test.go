@@ -78,16 +78,7 @@ func check() string {
 // under CI. A cold cache builds the kernel: about 10 minutes here.
 func needCrashdmKernel(t *testing.T) string {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("boots a VM; skipped with -short")
-	}
-	unavailable := t.Skipf
-	if os.Getenv("CI") != "" {
-		unavailable = t.Fatalf
-	}
-	if _, err := exec.LookPath(DefaultBinary); err != nil {
-		unavailable("%s not found (apt-get install qemu-system-x86): %v", DefaultBinary, err)
-	}
+	unavailable := needQEMU(t)
 	var stdout, stderr bytes.Buffer
 	cmd := exec.CommandContext(t.Context(), "bash", crashdmScript)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
