@@ -38,8 +38,9 @@ type Progress struct {
 	// Kept is how many pages the dump holds; Written how many are done.
 	Kept, Written uint64
 	// Out is the number of page data bytes written.
-	Out     uint64
-	Elapsed time.Duration
+	Out      uint64
+	PageSize int
+	Elapsed  time.Duration
 }
 
 // String formats p as "written 1234/5678 pages (21%), 12.3 MB/s in, ETA 4s".
@@ -50,7 +51,7 @@ func (p Progress) String() string {
 	}
 	rate := 0.0
 	if s := p.Elapsed.Seconds(); s > 0 {
-		rate = float64(p.Written) * 4096 / s / 1e6
+		rate = float64(p.Written) * float64(p.PageSize) / s / 1e6
 	}
 	eta := time.Duration(0)
 	if p.Written > 0 && p.Kept > p.Written {
@@ -153,7 +154,7 @@ func copyPages(core *vmcore.Core, w pageWriter, o Options, src *source, start ti
 		if o.Progress != nil {
 			st := w.Stats()
 			o.Progress(Progress{Scanned: src.scanned, RAM: src.ram, Kept: st.Dumpable, Written: st.Written,
-				Out: st.DataBytes, Elapsed: time.Since(start)})
+				Out: st.DataBytes, PageSize: ps, Elapsed: time.Since(start)})
 		}
 	}
 	// Runs of dumpable pages are read with one call; the run length adapts,

@@ -130,8 +130,8 @@ func TestWriteELFRoundTrip(t *testing.T) {
 }
 
 func TestProgressString(t *testing.T) {
-	p := Progress{Scanned: 100, Kept: 40, Written: 10, Out: 3 << 20, Elapsed: 2e9}
-	if got := p.String(); got != "scanned 100 pages, kept 40, written 10 (25%), 3 MiB out, 0.0 MB/s, ETA 6s" {
+	p := Progress{Scanned: 100, Kept: 40, Written: 10, Out: 3 << 20, PageSize: 1 << 20, Elapsed: 2e9}
+	if got := p.String(); got != "scanned 100 pages, kept 40, written 10 (25%), 3 MiB out, 5.2 MB/s, ETA 6s" {
 		t.Errorf("String = %q", got)
 	}
 }
