@@ -5,7 +5,7 @@ STATICCHECK := $(shell command -v staticcheck 2>/dev/null || echo $(GOBIN)/stati
 BUILD    := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w"
 DEMO_OUT ?= $(CURDIR)/out/demo
 
-.PHONY: all build deps lint test unit e2e demo bench clean
+.PHONY: all build deps hooks lint test unit e2e demo bench clean
 
 all: build
 
@@ -18,7 +18,12 @@ build:
 deps:
 	.ci/deps
 
+# The pre-commit hook refuses staged binaries and files over 1 MiB.
+hooks:
+	git config core.hooksPath .githooks
+
 lint:
+	.ci/check-files
 	@out="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \
 		if [ -n "$$out" ]; then echo "gofmt would change: $$out"; exit 1; fi
 	$(GO) vet ./...
@@ -28,7 +33,7 @@ unit:
 	$(GO) test -short -count=1 ./...
 
 e2e:
-	$(GO) test -count=1 -timeout 30m -v -run . ./pkg/e2e/
+	$(GO) test -count=1 -timeout 30m -v -run . ./internal/e2e/
 
 # The test command of README.md and CI: lint, unit tests and the QEMU
 # end-to-end tests, then the tests that read the vmcores those real crashes
@@ -47,7 +52,7 @@ test: lint
 DEMO_CASE := TestLUKSInitrd
 demo: deps
 	rm -rf $(DEMO_OUT)
-	UKDUMP_E2E=1 UKDUMP_E2E_OUT=$(DEMO_OUT) $(GO) test -count=1 -timeout 20m -run '$(DEMO_CASE)$$' ./pkg/e2e/
+	UKDUMP_E2E=1 UKDUMP_E2E_OUT=$(DEMO_OUT) $(GO) test -count=1 -timeout 20m -run '$(DEMO_CASE)$$' ./internal/e2e/
 	@echo; echo "== ukdump demo: artifacts in $(DEMO_OUT)/$(DEMO_CASE)"; cat $(DEMO_OUT)/$(DEMO_CASE)/report.txt
 
 # ukdump convert against makedumpfile on a realistic vmcore: a 1.25 GiB
@@ -56,8 +61,8 @@ demo: deps
 BENCH_VMCORE ?= $(HOME)/.cache/ukdump/vmcores/bench-1280M.vmcore
 BENCH_REPS ?= 5
 bench: deps build
-	UKDUMP_E2E=1 UKDUMP_BENCH_VMCORE=$(BENCH_VMCORE) $(GO) test -count=1 -timeout 20m -run 'TestBenchVmcore$$' ./pkg/e2e/ >/dev/null
-	$(GO) run ./pkg/e2e/bench -vmcore $(BENCH_VMCORE) -ukdump bin/ukdump -reps $(BENCH_REPS)
+	UKDUMP_E2E=1 UKDUMP_BENCH_VMCORE=$(BENCH_VMCORE) $(GO) test -count=1 -timeout 20m -run 'TestBenchVmcore$$' ./internal/e2e/ >/dev/null
+	$(GO) run ./internal/e2e/bench -vmcore $(BENCH_VMCORE) -ukdump bin/ukdump -reps $(BENCH_REPS)
 
 clean:
 	rm -rf bin out

@@ -20,8 +20,8 @@ import (
 	"github.com/ukdump/ukdump/pkg/blockdev"
 	"github.com/ukdump/ukdump/pkg/capture"
 	"github.com/ukdump/ukdump/pkg/config"
+	"github.com/ukdump/ukdump/pkg/insmod"
 	"github.com/ukdump/ukdump/pkg/keys"
-	"github.com/ukdump/ukdump/pkg/kmod"
 	"github.com/ukdump/ukdump/pkg/kmsg"
 	"github.com/ukdump/ukdump/pkg/unlock"
 )
@@ -142,7 +142,7 @@ func mountPseudoFS() error {
 func loadModules(log *kmsg.Logger, mods []string) {
 	start := time.Now()
 	for _, m := range mods {
-		if err := kmod.Load(m, ""); err != nil {
+		if err := insmod.File(m, ""); err != nil {
 			log.Printf("warning: %v", err)
 		}
 	}

@@ -36,6 +36,7 @@ import (
 
 	"github.com/ukdump/ukdump/pkg/blockdev"
 	"github.com/ukdump/ukdump/pkg/config"
+	"github.com/ukdump/ukdump/pkg/insmod"
 	"github.com/ukdump/ukdump/pkg/kmod"
 )
 
@@ -197,7 +198,11 @@ func loadModules() error {
 		return err
 	}
 	for _, m := range mods {
-		if err := kmod.Load(m.Path, ""); err != nil {
+		image, err := kmod.Decompress(m.Path)
+		if err != nil {
+			return err
+		}
+		if err := insmod.Image(m.Name, image, ""); err != nil {
 			return err
 		}
 	}

@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ukdump/ukdump/internal/qemu"
 	"github.com/ukdump/ukdump/pkg/collector"
 	"github.com/ukdump/ukdump/pkg/diskdump"
-	"github.com/ukdump/ukdump/pkg/qemu"
 )
 
 // Guest sizes for the stock Debian kernel. The reservation can be set with

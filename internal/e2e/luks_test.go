@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ukdump/ukdump/internal/qemu"
 	"github.com/ukdump/ukdump/pkg/luks"
 	"github.com/ukdump/ukdump/pkg/luks/lukstest"
-	"github.com/ukdump/ukdump/pkg/qemu"
 )
 
 // LUKS cases reserve 128M for the crash kernel, the figure the mission

@@ -21,8 +21,8 @@ import (
 
 	"github.com/u-root/u-root/pkg/cpio"
 
+	"github.com/ukdump/ukdump/internal/qemu"
 	"github.com/ukdump/ukdump/pkg/kmod"
-	"github.com/ukdump/ukdump/pkg/qemu"
 )
 
 // need fails the test when CI runs it and skips it elsewhere: a missing
