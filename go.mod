@@ -4,7 +4,6 @@ go 1.26.0
 
 require (
 	github.com/anatol/devmapper.go v0.0.0-20250316020617-2671eefd35d7
-	github.com/anatol/luks.go v0.0.0-20250316021219-8cd744c3576f
 	github.com/klauspost/compress v1.20.4
 	github.com/u-root/u-root v0.16.0
 	github.com/ulikunitz/xz v0.5.17
@@ -13,9 +12,7 @@ require (
 )
 
 require (
-	github.com/dgryski/go-camellia v0.0.0-20191119043421-69a8a13fb23d // indirect
 	github.com/dustin/go-humanize v1.0.1 // indirect
-	github.com/jzelinskie/whirlpool v0.0.0-20201016144138-0675e54bb004 // indirect
 	github.com/pierrec/lz4/v4 v4.1.22 // indirect
 	github.com/u-root/uio v0.0.0-20240224005618-d2acac8f3701 // indirect
 )

@@ -11,8 +11,6 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
-	"strings"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -26,10 +24,6 @@ import (
 	"github.com/ukdump/ukdump/pkg/unlock"
 )
 
-// stallTimeout ends a dump that makes no progress at all, e.g. a disk that
-// stopped answering. A slow dump that keeps moving is never cut short.
-const stallTimeout = 5 * time.Minute
-
 func main() {
 	tuneRuntime()
 	mountErr := mountPseudoFS()
@@ -38,39 +32,38 @@ func main() {
 		kmsgFile = f
 	}
 	log := kmsg.New(os.Stdout, kmsgFile, "kdumpinit")
+	e := newEnder(log)
 	log.Printf("ukdump crash kernel init starting")
 	if mountErr != nil {
-		log.Printf("FAILED at mount /proc, /sys, /dev: %v", mountErr)
-		finish(log, config.Reboot)
+		e.fail("mount /proc, /sys, /dev", mountErr)
 	}
-
-	// Before the configuration is read, a failure can only take the default action.
-	action := config.Reboot
 	defer func() {
 		if r := recover(); r != nil {
-			log.Printf("FAILED: internal error: %v\n%s", r, debug.Stack())
-			finish(log, action)
+			e.fail("internal error", fmt.Errorf("%v\n%s", r, debug.Stack()))
 		}
 	}()
 
+	// Before the configuration is read, a failure can only take the default action.
 	cfg, err := config.ReadInit("/" + config.InitPath)
 	if err != nil {
-		log.Printf("FAILED at read configuration: %v", err)
-		finish(log, action)
+		e.fail("read configuration", err)
 	}
-	action = cfg.FailureAction
+	e.action.Store(cfg.FailureAction)
+	// The watchdog starts before the modules load: a module whose init
+	// hangs must end in the failure action too.
+	w := newWatch(e, time.Duration(cfg.TargetTimeout))
+	go w.run()
 	loadModules(log, cfg.Modules)
+	w.armHardware("/dev/watchdog")
 
-	var lastKick atomic.Int64
-	kick := func() { lastKick.Store(time.Now().UnixNano()) }
-	kick()
-	go watchdog(log, &lastKick, cfg.TargetTimeout, action)
-
-	if err := dump(log, cfg, kick); err != nil {
-		log.Printf("FAILED at %v", err)
-		finish(log, cfg.FailureAction)
+	if err := dump(log, cfg, w.Kick); err != nil {
+		var se *capture.StepError
+		if errors.As(err, &se) {
+			e.fail(se.Step, se.Err)
+		}
+		e.fail("dump", err)
 	}
-	finish(log, cfg.FinalAction)
+	e.end(cfg.FinalAction)
 }
 
 // dump opens the LUKS volumes under the target, writes the dump and closes
@@ -149,54 +142,4 @@ func loadModules(log *kmsg.Logger, mods []string) {
 	if len(mods) > 0 {
 		log.Printf("loaded %d modules in %.2f s", len(mods), time.Since(start).Seconds())
 	}
-}
-
-// watchdog takes the failure action when the dump stops making progress.
-// It allows the target wait on top of the stall timeout, since waiting for
-// the device is not progress but has its own limit.
-func watchdog(log *kmsg.Logger, last *atomic.Int64, wait config.Duration, action config.Action) {
-	limit := stallTimeout + time.Duration(wait)
-	for {
-		time.Sleep(10 * time.Second)
-		if idle := time.Since(time.Unix(0, last.Load())); idle > limit {
-			log.Printf("FAILED: no progress for %s", idle.Round(time.Second))
-			finish(log, action)
-		}
-	}
-}
-
-// finish logs the peak memory, then ends the crash kernel. It never returns.
-func finish(log *kmsg.Logger, action config.Action) {
-	if hwm := peakMemory(); hwm != "" {
-		log.Printf("peak memory (VmHWM) %s", hwm)
-	}
-	cmd := map[config.Action]int{
-		config.Reboot:   unix.LINUX_REBOOT_CMD_RESTART,
-		config.Poweroff: unix.LINUX_REBOOT_CMD_POWER_OFF,
-		config.Halt:     unix.LINUX_REBOOT_CMD_HALT,
-	}[action]
-	if cmd == 0 {
-		cmd = unix.LINUX_REBOOT_CMD_RESTART
-	}
-	log.Printf("%s", action)
-	unix.Sync()
-	if err := unix.Reboot(cmd); err != nil {
-		log.Printf("reboot(%s): %v", action, err)
-	}
-	// Unreachable unless reboot failed: exiting PID 1 panics the kernel,
-	// and the crash kernel's panic= reboots it.
-	os.Exit(1)
-}
-
-func peakMemory() string {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return ""
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			return strings.TrimSpace(v)
-		}
-	}
-	return ""
 }

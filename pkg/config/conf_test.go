@@ -140,10 +140,10 @@ func TestInitValidate(t *testing.T) {
 		{"timeout", func(c *Init) { c.TargetTimeout = 0 }, "target_timeout"},
 		{"action", func(c *Init) { c.FinalAction = "" }, "unknown action"},
 		{"dump", func(c *Init) { c.Dump.Level = 40 }, "dump_level 40"},
-		{"volume name", func(c *Init) { c.Volumes = []Volume{{UUID: "v"}} }, "needs a UUID and a name"},
-		{"kernel desc", func(c *Init) { c.Volumes = []Volume{{UUID: "v", Name: "n", Transport: Kernel}} }, "without a key description"},
-		{"initrd file", func(c *Init) { c.Volumes = []Volume{{UUID: "v", Name: "n", Transport: Initrd}} }, "without a key file"},
-		{"transport", func(c *Init) { c.Volumes = []Volume{{UUID: "v", Name: "n", Transport: "auto"}} }, "unknown transport"},
+		{"volume name", func(c *Init) { c.Volumes = []Volume{{UUID: "v"}} }, "needs a UUID, a name and a header fingerprint"},
+		{"kernel desc", func(c *Init) { c.Volumes = []Volume{{UUID: "v", Name: "n", Header: "h", Transport: Kernel}} }, "without a key description"},
+		{"initrd file", func(c *Init) { c.Volumes = []Volume{{UUID: "v", Name: "n", Header: "h", Transport: Initrd}} }, "without a key file"},
+		{"transport", func(c *Init) { c.Volumes = []Volume{{UUID: "v", Name: "n", Header: "h", Transport: "auto"}} }, "unknown transport"},
 	} {
 		c := ok
 		tc.edit(&c)

@@ -141,6 +141,10 @@ type Volume struct {
 	KeyDesc string `json:"key_desc,omitempty"`
 	// KeyFile is the key's path inside the initramfs (Initrd).
 	KeyFile string `json:"key_file,omitempty"`
+	// Header is the LUKS header's fingerprint at load time
+	// (luks.Header.Fingerprint): the crash kernel refuses a header that
+	// changed since, before computing anything with it.
+	Header string `json:"header"`
 }
 
 // InitPath is where the generator puts Init inside the initramfs.
@@ -163,8 +167,8 @@ func (c *Init) Validate() error {
 	}
 	for _, v := range c.Volumes {
 		switch {
-		case v.UUID == "" || v.Name == "":
-			return fmt.Errorf("config: volume %+v needs a UUID and a name", v)
+		case v.UUID == "" || v.Name == "" || v.Header == "":
+			return fmt.Errorf("config: volume %+v needs a UUID, a name and a header fingerprint", v)
 		case v.Transport == Kernel && v.KeyDesc == "":
 			return fmt.Errorf("config: volume %s: kernel transport without a key description", v.UUID)
 		case v.Transport == Initrd && !path.IsAbs(v.KeyFile):

@@ -7,8 +7,10 @@ import "strings"
 // and the dead kernel's other CPUs are stopped anyway), devices reset from
 // whatever state the panic left them in, interrupts polled because their
 // routing may be stale, and a reboot soon after any panic of the crash
-// kernel itself, so a failed dump never hangs the machine.
-const CrashArgs = "nr_cpus=1 reset_devices irqpoll panic=10 cgroup_disable=memory mce=off numa=off " +
+// kernel itself, so a failed dump never hangs the machine; a task stuck in
+// the kernel for two minutes (a write to a disk that stopped answering) is
+// such a panic too.
+const CrashArgs = "nr_cpus=1 reset_devices irqpoll panic=10 hung_task_panic=1 cgroup_disable=memory mce=off numa=off " +
 	"acpi_no_memhotplug transparent_hugepage=never novmcoredd cma=0 hugetlb_cma=0"
 
 // dropped reports whether a first-kernel argument must not reach the crash
@@ -20,7 +22,7 @@ func dropped(arg string) bool {
 	name, _, _ := strings.Cut(arg, "=")
 	switch name {
 	case "crashkernel", "quiet", "splash", "rhgb", "hugepages", "hugepagesz", "default_hugepagesz",
-		"nr_cpus", "maxcpus", "possible_cpus", "panic", "root", "rootflags", "rootfstype", "ro", "rw",
+		"nr_cpus", "maxcpus", "possible_cpus", "panic", "hung_task_panic", "root", "rootflags", "rootfstype", "ro", "rw",
 		"init", "rdinit", "resume", "resume_offset", "initrd", "BOOT_IMAGE", "cma", "hugetlb_cma",
 		"kfence.sample_interval", "memmap", "mem", "movablecore", "kernelcore", "loglevel", "irqpoll",
 		"reset_devices", "cgroup_disable", "mce", "numa", "transparent_hugepage", "acpi_no_memhotplug",

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -14,12 +15,18 @@ import (
 // ALG_SET_KEY_BY_KEY_SERIAL (Linux 6.2+).
 var ErrNoKernelHMAC = errors.New("kernel cannot compute an HMAC with a keyring key")
 
+// ErrTooSlow means PBKDF2 was stopped at its time limit.
+var ErrTooSlow = errors.New("stopped at the time limit")
+
 // PBKDF2 computes PBKDF2-HMAC-<hash>(password, salt, iter, keyLen) where the
 // password is the payload of the keyring key serial. It exists for logon
 // keys, which userspace cannot read: the kernel computes each HMAC with the
 // key through an AF_ALG socket, so a logon key can still be checked against
 // a LUKS digest without its bytes ever reaching this process.
-func PBKDF2(serial int, hash string, salt []byte, iter, keyLen int) ([]byte, error) {
+//
+// It gives up once limit has passed (0: no limit): a header asking for
+// 2^32 iterations must not hold "ukdump load" for hours.
+func PBKDF2(serial int, hash string, salt []byte, iter, keyLen int, limit time.Duration) ([]byte, error) {
 	alg := map[string]string{"sha1": "hmac(sha1)", "sha256": "hmac(sha256)", "sha512": "hmac(sha512)"}[hash]
 	if alg == "" {
 		return nil, fmt.Errorf("keys: PBKDF2 with %q is not supported", hash)
@@ -33,7 +40,12 @@ func PBKDF2(serial int, hash string, salt []byte, iter, keyLen int) ([]byte, err
 	}
 	defer h.close()
 
+	var deadline time.Time
+	if limit > 0 {
+		deadline = time.Now().Add(limit)
+	}
 	var out []byte
+	defer func() { Wipe(out[min(keyLen, len(out)):]) }()
 	msg := make([]byte, len(salt)+4)
 	copy(msg, salt)
 	for block := uint32(1); len(out) < keyLen; block++ {
@@ -44,6 +56,11 @@ func PBKDF2(serial int, hash string, salt []byte, iter, keyLen int) ([]byte, err
 		}
 		t := append([]byte(nil), u...)
 		for i := 1; i < iter; i++ {
+			if i&1023 == 0 && !deadline.IsZero() && time.Now().After(deadline) {
+				Wipe(t)
+				Wipe(out)
+				return nil, fmt.Errorf("keys: PBKDF2 with %d iterations: %w after %d in %s", iter, ErrTooSlow, i, limit)
+			}
 			if u, err = h.sum(u); err != nil {
 				return nil, err
 			}
@@ -52,6 +69,7 @@ func PBKDF2(serial int, hash string, salt []byte, iter, keyLen int) ([]byte, err
 			}
 		}
 		out = append(out, t...)
+		Wipe(t)
 	}
 	return out[:keyLen], nil
 }

@@ -81,7 +81,7 @@ func TestPBKDF2(t *testing.T) {
 	}
 	defer Invalidate(id)
 	salt := []byte("salt-from-the-luks-header")
-	got, err := PBKDF2(id, "sha256", salt, 1000, 32)
+	got, err := PBKDF2(id, "sha256", salt, 1000, 32, 0)
 	if errors.Is(err, ErrNoKernelHMAC) {
 		t.Skipf("kernel lacks keyed AF_ALG hashes: %v", err)
 	}
@@ -92,7 +92,7 @@ func TestPBKDF2(t *testing.T) {
 	if !bytes.Equal(got, want) {
 		t.Errorf("kernel PBKDF2 = %x, want %x", got, want)
 	}
-	if _, err := PBKDF2(id, "md5", salt, 1, 16); err == nil {
+	if _, err := PBKDF2(id, "md5", salt, 1, 16, 0); err == nil {
 		t.Error("md5 accepted")
 	}
 }

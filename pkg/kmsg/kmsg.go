@@ -47,11 +47,14 @@ func (l *Logger) Printf(format string, args ...any) {
 	msg := strings.TrimRight(fmt.Sprintf(format, args...), "\n")
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	fmt.Fprintf(l.console, "[%12.6f] %s: %s\n", l.clock().Seconds(), l.prefix, msg)
+	// The kernel log first: a write to /dev/kmsg never blocks, while a
+	// console can stop taking output, and the line must be recorded
+	// somewhere either way.
 	if l.kmsg != nil {
 		// One write is one record for /dev/kmsg.
 		fmt.Fprintf(l.kmsg, "<7>%s: %s\n", l.prefix, msg)
 	}
+	fmt.Fprintf(l.console, "[%12.6f] %s: %s\n", l.clock().Seconds(), l.prefix, msg)
 }
 
 // Progressf logs a line to the console only: progress lines would flood the

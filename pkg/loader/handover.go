@@ -1,9 +1,12 @@
 package loader
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"strings"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/ukdump/ukdump/mkinitrd"
 	"github.com/ukdump/ukdump/pkg/config"
@@ -26,7 +29,7 @@ func chooseTransport(want config.Transport, c keys.CrashDM) (config.Transport, e
 
 // volumeConfig is what kdumpinit needs to know about a volume.
 func volumeConfig(v Volume, t config.Transport) config.Volume {
-	cv := config.Volume{UUID: v.UUID, Name: v.Name, Transport: t}
+	cv := config.Volume{UUID: v.UUID, Name: v.Name, Transport: t, Header: v.Header.Fingerprint()}
 	if t == config.Kernel {
 		cv.KeyDesc = keys.Description(v.UUID)
 	} else {
@@ -73,6 +76,7 @@ type handover struct {
 	secrets []mkinitrd.Secret
 	volumes []config.Volume
 	sources []VolumeState
+	pass    *passphrases
 }
 
 // prepareKeys finds each volume's key and stages it for the transport: the
@@ -95,6 +99,8 @@ func prepareKeys(p *Plan, out io.Writer) (*handover, error) {
 	items := map[string]string{}
 	o := p.Options.Keys
 	o.Log = out
+	o.pass = &passphrases{o: o}
+	h.pass = o.pass
 	for _, v := range p.Volumes {
 		cv := volumeConfig(v, p.Transport)
 		if p.Transport == config.Kernel && p.Options.ReuseKeys {
@@ -106,8 +112,7 @@ func prepareKeys(p *Plan, out io.Writer) (*handover, error) {
 		}
 		k, err := findKey(v, p.Transport, o)
 		if err != nil {
-			h.cleanup()
-			return nil, err
+			return nil, errors.Join(err, h.cleanup())
 		}
 		h.keys = append(h.keys, k)
 		switch {
@@ -121,8 +126,7 @@ func prepareKeys(p *Plan, out io.Writer) (*handover, error) {
 			id, err := keys.Add("logon", cv.KeyDesc, k.Bytes, keys.ProcessKeyring)
 			k.Wipe()
 			if err != nil {
-				h.cleanup()
-				return nil, err
+				return nil, errors.Join(err, h.cleanup())
 			}
 			h.temp = append(h.temp, id)
 		}
@@ -132,29 +136,39 @@ func prepareKeys(p *Plan, out io.Writer) (*handover, error) {
 	}
 	if p.Transport == config.Kernel {
 		if err := c.Set(items); err != nil {
-			h.cleanup()
-			return nil, err
+			return nil, errors.Join(err, h.cleanup())
 		}
-		if err := c.Reuse(p.Options.ReuseKeys); err != nil && p.Options.ReuseKeys {
-			h.cleanup()
-			return nil, err
+		if err := c.Reuse(p.Options.ReuseKeys); err != nil {
+			// Turning reuse off fails with EINVAL while no crash kernel
+			// with keys is loaded: then there is nothing to turn off.
+			if p.Options.ReuseKeys || !errors.Is(err, unix.EINVAL) {
+				return nil, errors.Join(err, h.cleanup())
+			}
 		}
 	}
 	return h, nil
 }
 
-// cleanup invalidates temporary logon keys and wipes every key byte.
-func (h *handover) cleanup() {
+// cleanup invalidates temporary logon keys and wipes every key byte. A key
+// that cannot be invalidated is an error: it would outlive the load.
+func (h *handover) cleanup() error {
+	var errs []error
 	for _, id := range h.temp {
-		keys.Invalidate(id)
+		if err := keys.Invalidate(id); err != nil {
+			errs = append(errs, fmt.Errorf("loader: dropping the temporary logon key: %w", err))
+		}
 	}
 	h.temp = nil
 	h.wipe()
+	return errors.Join(errs...)
 }
 
-// wipe clears the key bytes held for the initramfs.
+// wipe clears the key bytes held for the initramfs and the passphrases.
 func (h *handover) wipe() {
 	for _, k := range h.keys {
 		k.Wipe()
+	}
+	if h.pass != nil {
+		h.pass.wipe()
 	}
 }

@@ -164,6 +164,7 @@ func Prepare(o Options) (*Plan, error) {
 		}
 	}
 	mods = append(mods, fsFamily(cf.Target.FSType))
+	mods = append(mods, watchdogModules(o.Sys.SysDir)...)
 	mods = append(mods, cf.ExtraModules...)
 	tree, err := openModules(o.ModuleDir, o.ProcDir)
 	if err != nil {
@@ -285,7 +286,7 @@ type VolumeState struct {
 // initramfs never touches a disk: it lives in a memfd that is closed once
 // the kernel has copied it into the crash reservation, and the part holding
 // keys is overwritten before that.
-func Load(p *Plan, out io.Writer) (*State, error) {
+func Load(p *Plan, out io.Writer) (st *State, err error) {
 	// A process keyring lives in the credentials of the thread that made
 	// it: kexec_file_load's request_key must run on the thread that added
 	// the temporary logon keys, so this goroutine keeps its thread.
@@ -300,7 +301,11 @@ func Load(p *Plan, out io.Writer) (*State, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer hand.cleanup()
+	defer func() {
+		if cerr := hand.cleanup(); cerr != nil {
+			st, err = nil, errors.Join(err, cerr)
+		}
+	}()
 	build := p.Build
 	build.Secrets = hand.secrets
 	build.Config.Volumes = hand.volumes
@@ -318,14 +323,20 @@ func Load(p *Plan, out io.Writer) (*State, error) {
 		return nil, err
 	}
 	if rep.SecretsLen > 0 {
-		defer initrd.WriteAt(make([]byte, rep.SecretsLen), rep.SecretsAt)
+		// The kernel has its own copy once kexec_file_load returns; the
+		// memfd's must not outlive it, on every path.
+		defer func() {
+			if _, werr := initrd.WriteAt(make([]byte, rep.SecretsLen), rep.SecretsAt); werr != nil {
+				st, err = nil, errors.Join(err, fmt.Errorf("loader: wiping the keys in the in-memory initramfs: %w", werr))
+			}
+		}()
 	}
 	rep.Print(out)
 	cmdline := kexec.CrashCmdline(p.Options.Cmdline, p.File.CmdlineAppend)
 	if err := kexec.LoadCrash(kernel, initrd, cmdline); err != nil {
 		return nil, err
 	}
-	st := &State{
+	st = &State{
 		Kernel:        p.Options.Kernel,
 		Target:        fmt.Sprintf("%s %s (UUID=%s)", p.File.Target.FSType, p.File.Target.Spec, p.Build.Config.Target.UUID),
 		TargetDevice:  p.Target.Path,
@@ -355,15 +366,36 @@ func WriteInitramfs(p *Plan, name string, out io.Writer) error {
 	return nil
 }
 
+// writeState replaces the state file atomically: a new file (never an
+// existing one, never through a symlink) renamed over the old name, so a
+// reader sees the old state or the new one, and a symlink planted at name
+// is replaced rather than written through.
 func writeState(name string, st *State) error {
 	b, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
-		return err
+		return fmt.Errorf("loader: state: %w", err)
 	}
 	if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
 		return fmt.Errorf("loader: state: %w", err)
 	}
-	if err := os.WriteFile(name, b, 0o644); err != nil {
+	f, err := os.CreateTemp(filepath.Dir(name), ".state-*")
+	if err != nil {
+		return fmt.Errorf("loader: state: %w", err)
+	}
+	_, err = f.Write(b)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(f.Name(), 0o644)
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), name)
+	}
+	if err != nil {
+		if rerr := os.Remove(f.Name()); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+			err = errors.Join(err, rerr)
+		}
 		return fmt.Errorf("loader: state: %w", err)
 	}
 	return nil

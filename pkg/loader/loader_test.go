@@ -163,3 +163,63 @@ func TestCryptoModules(t *testing.T) {
 		}
 	}
 }
+
+// TestPrepareWatchdog: the driver of a hardware watchdog goes into the
+// crash initramfs, so the crash kernel can feed it.
+func TestPrepareWatchdog(t *testing.T) {
+	o := fakeSystem(t, "ext4 UUID="+uuid+"\n")
+	sys := o.Sys.SysDir
+	wd := filepath.Join(sys, "devices/pci0000:00/0000:00:05.0/watchdog/watchdog0")
+	for _, d := range []string{wd, filepath.Join(sys, "class/watchdog"), filepath.Join(sys, "bus/pci/drivers/i6300esb"), filepath.Join(sys, "module/i6300esb")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for target, link := range map[string]string{
+		"../../devices/pci0000:00/0000:00:05.0/watchdog/watchdog0": filepath.Join(sys, "class/watchdog/watchdog0"),
+		"../..":                             filepath.Join(wd, "device"),
+		"../../../bus/pci/drivers/i6300esb": filepath.Join(sys, "devices/pci0000:00/0000:00:05.0/driver"),
+		"../../../../module/i6300esb":       filepath.Join(sys, "bus/pci/drivers/i6300esb/module"),
+	} {
+		if err := os.Symlink(target, link); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dep := filepath.Join(o.ModuleDir, "modules.dep")
+	if err := os.WriteFile(filepath.Join(o.ModuleDir, "kernel/i6300esb.ko"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dep, []byte("kernel/virtio_blk.ko:\nkernel/i6300esb.ko:\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := Prepare(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(p.Build.Modules, " "); got != "virtio_blk i6300esb" {
+		t.Errorf("modules = %q, want virtio_blk i6300esb", got)
+	}
+}
+
+// TestStateFileSymlink: the state file is replaced, never written through
+// a symlink planted in its place.
+func TestStateFileSymlink(t *testing.T) {
+	dir := t.TempDir()
+	victim := filepath.Join(dir, "victim")
+	if err := os.WriteFile(victim, []byte("precious"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	name := filepath.Join(dir, "state.json")
+	if err := os.Symlink(victim, name); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeState(name, &State{Kernel: "k"}); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(victim); string(b) != "precious" {
+		t.Errorf("state written through the symlink: victim now %q", b)
+	}
+	if st, err := ReadState(name); err != nil || st.Kernel != "k" {
+		t.Errorf("ReadState = %+v, %v", st, err)
+	}
+}

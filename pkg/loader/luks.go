@@ -9,12 +9,11 @@ import (
 	"path/filepath"
 	"strings"
 
-	luksgo "github.com/anatol/luks.go"
-
 	"github.com/ukdump/ukdump/pkg/blockdev"
 	"github.com/ukdump/ukdump/pkg/config"
 	"github.com/ukdump/ukdump/pkg/dm"
 	"github.com/ukdump/ukdump/pkg/keys"
+	"github.com/ukdump/ukdump/pkg/keyslot"
 	"github.com/ukdump/ukdump/pkg/luks"
 )
 
@@ -48,7 +47,7 @@ func findVolumes(sys blockdev.Sys, stack []string) ([]Volume, error) {
 			if err != nil || info.Type != "crypto_LUKS" {
 				continue
 			}
-			h, err := readHeader(path)
+			h, err := luks.ReadFile(path)
 			if err != nil {
 				return nil, err
 			}
@@ -56,19 +55,6 @@ func findVolumes(sys blockdev.Sys, stack []string) ([]Volume, error) {
 		}
 	}
 	return vols, nil
-}
-
-func readHeader(path string) (*luks.Header, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("loader: %w", err)
-	}
-	defer f.Close()
-	h, err := luks.Parse(f)
-	if err != nil {
-		return nil, fmt.Errorf("loader: LUKS header on %s: %w", path, err)
-	}
-	return h, nil
 }
 
 // Key is a volume key on its way to the crash kernel: either the
@@ -95,6 +81,8 @@ type KeyOptions struct {
 	Prompt func(v Volume) ([]byte, error)
 	// Log receives one line per source tried.
 	Log io.Writer
+
+	pass *passphrases
 }
 
 // findKey tries the key sources in order: a logon key in a keyring the
@@ -141,19 +129,14 @@ func findKey(v Volume, t config.Transport, o KeyOptions) (*Key, error) {
 		say("no key from the live mapping: %v", err)
 	}
 
-	pass, err := passphrase(v, o)
+	pass, err := o.pass.get(v)
 	if err != nil {
 		return nil, fmt.Errorf("loader: %s (LUKS %s): no key: no logon key %s, no key in the dm-crypt table, and %w",
 			v.Name, v.UUID, keys.Description(v.UUID), err)
 	}
-	defer keys.Wipe(pass)
 	b, err = unlockWithPassphrase(v, pass)
 	if err != nil {
 		return nil, fmt.Errorf("loader: %s (LUKS %s): %w", v.Name, v.UUID, err)
-	}
-	if err := v.Header.VerifyKey(b); err != nil {
-		keys.Wipe(b)
-		return nil, fmt.Errorf("loader: %s (LUKS %s): key from passphrase: %w", v.Name, v.UUID, err)
 	}
 	say("key from the passphrase (keyslot KDF run here, checked against the header digest)")
 	return &Key{Volume: v, Bytes: b, Source: "passphrase"}, nil
@@ -169,59 +152,33 @@ func verifyLogon(v Volume, id int) (checked bool, err error) {
 	if d.Type != "pbkdf2" {
 		return false, fmt.Errorf("digest type %q: %w", d.Type, luks.ErrUnsupported)
 	}
-	got, err := keys.PBKDF2(id, d.Hash, d.Salt, d.Iterations, len(d.Value))
+	got, err := keys.PBKDF2(id, d.Hash, d.Salt, d.Iterations, len(d.Value), luks.MaxVerifyTime)
 	if errors.Is(err, keys.ErrNoKernelHMAC) {
 		return false, nil
 	}
 	if err != nil {
 		return false, err
 	}
+	defer keys.Wipe(got)
 	if subtle.ConstantTimeCompare(got, d.Value) != 1 {
 		return true, luks.ErrWrongKey
 	}
 	return true, nil
 }
 
-func passphrase(v Volume, o KeyOptions) ([]byte, error) {
-	switch {
-	case o.KeyFile == "-":
-		b, err := io.ReadAll(io.LimitReader(os.Stdin, 8<<10))
-		return trimNewline(b), err
-	case o.KeyFile != "":
-		b, err := os.ReadFile(o.KeyFile)
-		return trimNewline(b), err
-	case o.Prompt != nil:
-		return o.Prompt(v)
-	}
-	return nil, errors.New("no passphrase (give --key-file, or run on a terminal)")
-}
-
-func trimNewline(b []byte) []byte {
-	if n := len(b); n > 0 && b[n-1] == '\n' {
-		b[n-1] = 0
-		return b[:n-1]
-	}
-	return b
-}
-
-// unlockWithPassphrase runs the keyslot KDF with anatol/luks.go, which has
-// the memory for Argon2 here in the first kernel. luks.go keeps the volume
-// key private and can only hand it to device-mapper, so the key is read back
-// from a short-lived mapping's table and the mapping removed at once.
+// unlockWithPassphrase runs the keyslot KDF here in the first kernel,
+// which has the memory Argon2 needs, straight from the header and keyslot
+// area: no device-mapper mapping is made, so no table carries the key and
+// nothing is left behind if ukdump is interrupted.
 func unlockWithPassphrase(v Volume, pass []byte) ([]byte, error) {
-	dev, err := luksgo.Open(v.Backing)
+	f, err := os.Open(v.Backing)
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", v.Backing, err)
-	}
-	defer dev.Close()
-	tmp := "ukdump-key-" + strings.ReplaceAll(v.UUID, "-", "")[:12]
-	if err := dev.UnlockAny(pass, tmp); err != nil {
 		return nil, fmt.Errorf("passphrase: %w", err)
 	}
-	defer dm.Remove(tmp)
-	key, _, err := dm.TableKey(tmp)
+	defer f.Close()
+	key, err := keyslot.Unlock(f, v.Header, pass)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("passphrase: %w", err)
 	}
 	return key, nil
 }

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 )
 
 // ErrWrongKey reports a volume key that does not match the header's
@@ -85,6 +86,9 @@ type Header struct {
 
 	// Digest is the key digest bound to segment 0.
 	Digest Digest
+	// Keyslots are the keyslots that hold segment 0's volume key, by ID.
+	// Only a passphrase unlock in the first kernel uses them.
+	Keyslots []Keyslot
 }
 
 // Digest is a LUKS key digest: PBKDF2(Hash, volume key, Salt, Iterations,
@@ -188,14 +192,41 @@ func printable(s string) bool {
 	return true
 }
 
-// validUUID accepts the characters a LUKS UUID is made of. Callers put the
-// UUID into dm names ("CRYPT-LUKS2-<uuid>-name"), so nothing else may pass.
+// validUUID accepts a UUID in the 8-4-4-4-12 hex form that cryptsetup
+// writes (it refuses any other with --uuid). Callers put the UUID into dm
+// names ("CRYPT-LUKS2-<uuid>-name"), key descriptions and file names, and
+// compare it with what blkid-style probes report, so nothing else may pass:
+// a header with another form is damaged.
 func validUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' || c == '-') {
-			return false
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+				return false
+			}
 		}
 	}
 	return true
+}
+
+// ReadFile parses the LUKS header of the device or image at path.
+func ReadFile(path string) (*Header, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("luks: %w", err)
+	}
+	defer f.Close()
+	h, err := Parse(f)
+	if err != nil {
+		return nil, fmt.Errorf("luks: %s: %w", path, err)
+	}
+	return h, nil
 }

@@ -80,5 +80,8 @@ func parseLUKS1(b []byte) (*Header, error) {
 		return nil, fmt.Errorf("luks: LUKS1: empty cipher_name or cipher_mode")
 	}
 	h.Cipher = cipherName + "-" + cipherMode
+	if err := parseLUKS1Keyslots(b, h); err != nil {
+		return nil, fmt.Errorf("luks: LUKS1: %w", err)
+	}
 	return h, nil
 }

@@ -15,16 +15,33 @@ import (
 // Numbers that LUKS2 keeps as strings (offsets and sizes, which may exceed
 // 2^53) are strings here too and parsed by hand.
 type jsonMetadata struct {
-	Keyslots map[string]jsonKeyslot     `json:"keyslots"`
-	Tokens   map[string]json.RawMessage `json:"tokens"`
-	Segments map[string]jsonSegment     `json:"segments"`
-	Digests  map[string]jsonDigest      `json:"digests"`
-	Config   *jsonConfig                `json:"config"`
+	Keyslots map[string]jsonKeyslot `json:"keyslots"`
+	Tokens   map[string]skipped     `json:"tokens"`
+	Segments map[string]jsonSegment `json:"segments"`
+	Digests  map[string]jsonDigest  `json:"digests"`
+	Config   *jsonConfig            `json:"config"`
 }
 
 type jsonKeyslot struct {
 	Type    string `json:"type"`
 	KeySize *int64 `json:"key_size"`
+	Detail  jsonKeyslotDetail
+}
+
+// UnmarshalJSON decodes a keyslot twice over the same bytes: the fields
+// every keyslot must have, and the details unlocking needs, which are not
+// checked here (fillKeyslots passes over a keyslot it cannot use).
+func (k *jsonKeyslot) UnmarshalJSON(b []byte) error {
+	type plain jsonKeyslot
+	var p plain
+	if err := json.Unmarshal(b, &p); err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, &p.Detail); err != nil {
+		p.Detail = jsonKeyslotDetail{}
+	}
+	*k = jsonKeyslot(p)
+	return nil
 }
 
 type jsonSegment struct {
@@ -91,6 +108,9 @@ func decodeJSONArea(h *Header, area []byte) error {
 		if c != 0 {
 			return errors.New("non-NUL bytes after the JSON text")
 		}
+	}
+	if err := checkShape(text); err != nil {
+		return err
 	}
 	var m jsonMetadata
 	if err := json.Unmarshal(text, &m); err != nil {
@@ -317,6 +337,7 @@ func (m *jsonMetadata) fillDigest(h *Header) error {
 		}
 		h.KeySize = ks
 	}
+	m.fillKeyslots(h, d.Keyslots)
 	if len(d.Keyslots) > 0 && (h.KeySize <= 0 || h.KeySize > maxKeySize) {
 		return fmt.Errorf("key_size %d out of range 1..%d", h.KeySize, maxKeySize)
 	}

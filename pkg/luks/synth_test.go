@@ -253,6 +253,12 @@ func TestSynthBinary(t *testing.T) {
 			setChecksum(b)
 			return b
 		}, "bad uuid"},
+		{"short uuid", func(b []byte) []byte {
+			clear(b[168:208])
+			copy(b[168:], "ab")
+			setChecksum(b)
+			return b
+		}, "bad uuid"},
 		{"label control chars", func(b []byte) []byte {
 			copy(b[24:], "a\nb")
 			setChecksum(b)
@@ -400,6 +406,14 @@ func TestSynthLUKS1(t *testing.T) {
 		{"no cipher mode", func(b []byte) []byte { clear(b[40:72]); return b }, "empty cipher"},
 		{"control char", func(b []byte) []byte { b[9] = '\n'; return b }, "non-printable"},
 		{"bad uuid", func(b []byte) []byte { copy(b[168:], "x y"); return b }, "bad uuid"},
+		// Hex, but not 8-4-4-4-12: it once reached a [:12] slice in the
+		// loader and panicked.
+		{"short uuid", func(b []byte) []byte { clear(b[168:208]); copy(b[168:], "ab"); return b }, "bad uuid"},
+		{"uuid without dashes", func(b []byte) []byte {
+			clear(b[168:208])
+			copy(b[168:], "11111111222243338444555555555555")
+			return b
+		}, "bad uuid"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -419,5 +433,45 @@ func TestSynthLUKS1(t *testing.T) {
 				t.Fatalf("Parse = %+v, %v; want error with %q", h, err, c.want)
 			}
 		})
+	}
+}
+
+// TestFingerprint: what the crash kernel relies on changes the fingerprint;
+// keyslot changes do not.
+func TestFingerprint(t *testing.T) {
+	base, err := parseBytes(synthImage(t, synthJSON()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fp := base.Fingerprint()
+	if !strings.HasPrefix(fp, "sha256:") || len(fp) != 7+64 {
+		t.Fatalf("Fingerprint = %q", fp)
+	}
+	for name, edit := range map[string]func(m map[string]any){
+		"iterations": func(m map[string]any) { m["digests"].(map[string]any)["0"].(map[string]any)["iterations"] = 1 << 30 },
+		"cipher": func(m map[string]any) {
+			m["segments"].(map[string]any)["0"].(map[string]any)["encryption"] = "aes-cbc-essiv:sha256"
+		},
+		"offset": func(m map[string]any) { m["segments"].(map[string]any)["0"].(map[string]any)["offset"] = "8388608" },
+	} {
+		m := synthJSON()
+		edit(m)
+		h, err := parseBytes(synthImage(t, m))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if h.Fingerprint() == fp {
+			t.Errorf("%s changed, fingerprint did not", name)
+		}
+	}
+	m := synthJSON()
+	m["keyslots"].(map[string]any)["1"] = map[string]any{"type": "luks2", "key_size": 64}
+	m["digests"].(map[string]any)["0"].(map[string]any)["keyslots"] = []any{"0", "1"}
+	h, err := parseBytes(synthImage(t, m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Fingerprint() != fp {
+		t.Error("a new keyslot changed the fingerprint")
 	}
 }

@@ -1,7 +1,6 @@
 package luks
 
 import (
-	"crypto/pbkdf2"
 	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/sha512"
@@ -9,7 +8,20 @@ import (
 	"fmt"
 	"hash"
 	"strings"
+	"time"
 )
+
+// MaxVerifyTime bounds one digest check. cryptsetup sizes the digest's
+// iterations to about an eighth of a second on the machine that formatted
+// the volume; even under emulation or on a slow crash kernel CPU that is a
+// few seconds. A header asking for far more is damaged or hostile, and
+// the crash kernel must go on to its failure action instead of computing
+// for hours.
+const MaxVerifyTime = 60 * time.Second
+
+// Hash returns the hash a LUKS header names (hash_spec, digest hash,
+// csum_alg, keyslot KDF and AF hash).
+func Hash(name string) (func() hash.Hash, error) { return hashByName(name) }
 
 // hashByName maps a LUKS hash name (hash_spec, digest hash, csum_alg) to
 // its implementation. Only the SHA family is here: it is what cryptsetup
@@ -38,8 +50,14 @@ func hashByName(name string) (func() hash.Hash, error) {
 //
 // A key of the wrong length or a mismatch gives an error wrapping
 // ErrWrongKey; a digest this package cannot compute one wrapping
-// ErrUnsupported.
+// ErrUnsupported; one that takes longer than MaxVerifyTime one wrapping
+// ErrTooSlow.
 func (h *Header) VerifyKey(key []byte) error {
+	return h.VerifyKeyWithin(key, MaxVerifyTime)
+}
+
+// VerifyKeyWithin is VerifyKey with its own time limit.
+func (h *Header) VerifyKeyWithin(key []byte, limit time.Duration) error {
 	d := h.Digest
 	switch d.Type {
 	case "pbkdf2":
@@ -67,10 +85,11 @@ func (h *Header) VerifyKey(key []byte) error {
 	if d.Iterations < 1 || len(d.Salt) == 0 {
 		return fmt.Errorf("luks: %s: key digest without iterations or salt", h.UUID)
 	}
-	got, err := pbkdf2.Key(newHash, string(key), d.Salt, d.Iterations, n)
+	got, err := PBKDF2(newHash, key, d.Salt, d.Iterations, n, limit)
 	if err != nil {
-		return fmt.Errorf("luks: %s: PBKDF2: %w", h.UUID, err)
+		return fmt.Errorf("luks: %s: key digest: %w", h.UUID, err)
 	}
+	defer clear(got)
 	if subtle.ConstantTimeCompare(got, d.Value) != 1 {
 		return fmt.Errorf("luks: %s: %w", h.UUID, ErrWrongKey)
 	}

@@ -49,17 +49,27 @@ func (o *Opened) Close() error {
 
 // Open maps every volume in order, waiting up to timeout for each device.
 // On error the mappings made so far stay in the returned Opened for the
-// caller to close.
-func Open(ctx context.Context, vols []config.Volume, timeout time.Duration, env Env) (*Opened, error) {
+// caller to close. Whatever happens, every handed-over key that was not
+// used (the key files of later volumes, restored user keys) is destroyed
+// before Open returns.
+func Open(ctx context.Context, vols []config.Volume, timeout time.Duration, env Env) (o *Opened, err error) {
 	// The logon key dm-crypt looks up is added to the process keyring, which
 	// lives in the credentials of the thread that made it; the table load
 	// must come from that thread.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	o := &Opened{}
+	o = &Opened{}
 	if len(vols) == 0 {
 		return o, nil
 	}
+	defer func() {
+		if serr := scrubAll(vols); serr != nil {
+			env.Log.Printf("warning: %v", serr)
+			if err == nil {
+				err = serr
+			}
+		}
+	}()
 	if err := dm.EnsureControl(env.Sys.SysDir); err != nil {
 		return o, err
 	}
@@ -80,6 +90,29 @@ func Open(ctx context.Context, vols []config.Volume, timeout time.Duration, env 
 	return o, nil
 }
 
+// scrubAll destroys what is left of the handed-over keys: the initramfs key
+// files (overwritten, then removed) and the user keys the kernel restored.
+// After a failure these would otherwise stay in the crash kernel's memory
+// for as long as it runs.
+func scrubAll(vols []config.Volume) error {
+	var errs []error
+	for _, v := range vols {
+		switch v.Transport {
+		case config.Initrd:
+			if err := scrubFile(v.KeyFile); err != nil && !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, err)
+			}
+		case config.Kernel:
+			if id, err := keys.Find("user", v.KeyDesc); err == nil {
+				if err := keys.Invalidate(id); err != nil {
+					errs = append(errs, fmt.Errorf("unlock: dropping restored key %s: %w", v.KeyDesc, err))
+				}
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // restore asks the kernel for the keys it saved at load time.
 func restore(env Env) error {
 	if err := env.CrashDM.MountConfigfs(); err != nil {
@@ -95,7 +128,7 @@ func restore(env Env) error {
 	return nil
 }
 
-func open(ctx context.Context, v config.Volume, timeout time.Duration, env Env) error {
+func open(ctx context.Context, v config.Volume, timeout time.Duration, env Env) (err error) {
 	env.Log.Printf("waiting up to %s for LUKS volume %s", timeout, v.UUID)
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -106,9 +139,15 @@ func open(ctx context.Context, v config.Volume, timeout time.Duration, env Env) 
 	if info.Type != "crypto_LUKS" {
 		return fmt.Errorf("%s has UUID %s but holds %s, not LUKS", dev.Path, v.UUID, info.Type)
 	}
-	h, err := readHeader(dev.Path)
+	h, err := luks.ReadFile(dev.Path)
 	if err != nil {
 		return err
+	}
+	// Before anything is computed with this header: it must be the one the
+	// first kernel checked the key against.
+	if fp := h.Fingerprint(); fp != v.Header {
+		return fmt.Errorf("the LUKS header on %s changed since \"ukdump load\" (%s, loaded with %s): refusing it (run \"ukdump reload\")",
+			dev.Path, fp, v.Header)
 	}
 	size, err := deviceSize(env.Sys, dev.Name)
 	if err != nil {
@@ -139,7 +178,11 @@ func open(ctx context.Context, v config.Volume, timeout time.Duration, env Env) 
 	if err != nil {
 		return err
 	}
-	defer keys.Invalidate(id)
+	defer func() {
+		if ierr := keys.Invalidate(id); ierr != nil && err == nil {
+			err = fmt.Errorf("dropping the table-load key: %w", ierr)
+		}
+	}()
 	node, err := dm.CreateCrypt(dm.Crypt{
 		Name:       v.Name,
 		UUID:       dmUUID(h, v.Name),
@@ -160,8 +203,8 @@ func open(ctx context.Context, v config.Volume, timeout time.Duration, env Env) 
 }
 
 // obtain fetches the handed-over key: the user key restored from
-// crash-reserved memory, or the file in the in-memory initramfs, which is
-// overwritten and removed once read.
+// crash-reserved memory (invalidated once read), or the file in the
+// in-memory initramfs, which is overwritten and removed once read.
 func obtain(v config.Volume) ([]byte, error) {
 	switch v.Transport {
 	case config.Kernel:
@@ -169,35 +212,59 @@ func obtain(v config.Volume) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("the first kernel handed over no key %s (was the crash kernel reloaded without keys?): %w", v.KeyDesc, err)
 		}
-		defer keys.Invalidate(id)
-		return keys.Read(id)
+		key, rerr := keys.Read(id)
+		if err := keys.Invalidate(id); err != nil {
+			keys.Wipe(key)
+			return nil, fmt.Errorf("dropping the restored key %s: %w", v.KeyDesc, err)
+		}
+		return key, rerr
 	case config.Initrd:
-		b, err := os.ReadFile(v.KeyFile)
+		f, err := os.Open(v.KeyFile)
 		if err != nil {
 			return nil, fmt.Errorf("the initramfs holds no key for this volume (keys are added only by \"ukdump load\"): %w", err)
 		}
-		scrubFile(v.KeyFile, len(b))
-		return b, nil
+		key, err := keys.ReadSecret(f, maxKeyFile)
+		if cerr := f.Close(); err == nil && cerr != nil {
+			err = cerr
+		}
+		if serr := scrubFile(v.KeyFile); err == nil && serr != nil {
+			err = serr
+		}
+		if err != nil {
+			keys.Wipe(key)
+			return nil, fmt.Errorf("reading the handed-over key: %w", err)
+		}
+		return key, nil
 	}
 	return nil, fmt.Errorf("unknown key transport %q", v.Transport)
 }
 
-// scrubFile overwrites a file in the initramfs (tmpfs pages) and removes it.
-func scrubFile(name string, n int) {
-	if f, err := os.OpenFile(name, os.O_WRONLY, 0); err == nil {
-		f.Write(make([]byte, n))
-		f.Close()
-	}
-	os.Remove(name)
-}
+// maxKeyFile bounds a key file in the initramfs: a volume key is at most
+// 512 bytes (luks.maxKeySize), anything larger was not written by ukdump.
+const maxKeyFile = 4096
 
-func readHeader(path string) (*luks.Header, error) {
-	f, err := os.Open(path)
+// scrubFile overwrites a key file in the initramfs (tmpfs pages, freed
+// without being cleared) with zeros and removes it.
+func scrubFile(name string) error {
+	fi, err := os.Stat(name)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	defer f.Close()
-	return luks.Parse(f)
+	f, err := os.OpenFile(name, os.O_WRONLY, 0)
+	if err != nil {
+		return fmt.Errorf("unlock: scrubbing %s: %w", name, err)
+	}
+	_, werr := f.Write(make([]byte, fi.Size()))
+	if err := f.Close(); werr == nil {
+		werr = err
+	}
+	if err := os.Remove(name); werr == nil {
+		werr = err
+	}
+	if werr != nil {
+		return fmt.Errorf("unlock: scrubbing %s: %w", name, werr)
+	}
+	return nil
 }
 
 func deviceSize(sys blockdev.Sys, name string) (uint64, error) {

@@ -2,13 +2,19 @@ package unlock
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/ukdump/ukdump/pkg/blockdev"
 	"github.com/ukdump/ukdump/pkg/config"
+	"github.com/ukdump/ukdump/pkg/kmsg"
+	"github.com/ukdump/ukdump/pkg/luks/lukstest"
 )
 
 func TestObtainInitrdScrubsTheFile(t *testing.T) {
@@ -40,5 +46,63 @@ func TestObtainKernelWithoutKey(t *testing.T) {
 func TestCloseRemovesNothingWhenEmpty(t *testing.T) {
 	if err := (&Opened{}).Close(); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestOpenFailureScrubsEveryKey: when unlocking fails (here: no
+// device-mapper in the fake system), the key files of every volume are
+// overwritten and removed, not only the first one's.
+func TestOpenFailureScrubsEveryKey(t *testing.T) {
+	dir := t.TempDir()
+	var vols []config.Volume
+	for _, n := range []string{"a", "b"} {
+		name := filepath.Join(dir, n+".key")
+		if err := os.WriteFile(name, bytes.Repeat([]byte{9}, 64), 0o400); err != nil {
+			t.Fatal(err)
+		}
+		vols = append(vols, config.Volume{UUID: n, Name: n, Header: "h", Transport: config.Initrd, KeyFile: name})
+	}
+	sys := blockdev.Sys{SysDir: filepath.Join(dir, "sys"), DevDir: filepath.Join(dir, "dev")}
+	_, err := Open(context.Background(), vols, 100*time.Millisecond, Env{Log: kmsg.New(io.Discard, nil, "test"), Sys: sys})
+	if err == nil {
+		t.Fatal("Open succeeded without device-mapper or devices")
+	}
+	for _, v := range vols {
+		if _, err := os.Stat(v.KeyFile); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s left behind after a failed Open: %v", v.KeyFile, err)
+		}
+	}
+}
+
+// TestOpenRefusesChangedHeader: a header that differs from the one the
+// first kernel checked (here: any other fingerprint) is refused before a
+// digest is computed with it, and the handed-over key is still scrubbed.
+func TestOpenRefusesChangedHeader(t *testing.T) {
+	dir := t.TempDir()
+	sys := blockdev.Sys{SysDir: filepath.Join(dir, "sys"), DevDir: filepath.Join(dir, "dev")}
+	for _, d := range []string{filepath.Join(sys.SysDir, "class", "block", "vdb"), sys.DevDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(sys.SysDir, "class", "block", "vdb", "size"), []byte("40960\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	key, h := lukstest.Format(t, filepath.Join(sys.DevDir, "vdb"), 20<<20, lukstest.Options{})
+	keyFile := filepath.Join(dir, "vdb.key")
+	if err := os.WriteFile(keyFile, key, 0o400); err != nil {
+		t.Fatal(err)
+	}
+	v := config.Volume{UUID: h.UUID, Name: "crypt", Transport: config.Initrd, KeyFile: keyFile,
+		Header: "sha256:" + strings.Repeat("0", 64)}
+	err := open(context.Background(), v, time.Second, Env{Log: kmsg.New(io.Discard, nil, "test"), Sys: sys})
+	if err == nil || !strings.Contains(err.Error(), "changed since") {
+		t.Fatalf("open = %v, want a refusal of the changed header", err)
+	}
+	if err := scrubAll([]config.Volume{v}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(keyFile); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("key file left behind: %v", err)
 	}
 }
