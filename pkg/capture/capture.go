@@ -148,7 +148,10 @@ func writeDump(core *vmcore.Core, d config.Dump, env Env, dir string) (int64, ti
 	if err != nil {
 		return 0, 0, err
 	}
-	st, _ := os.Stat(env.Vmcore)
+	st, err := os.Stat(env.Vmcore)
+	if err != nil {
+		return 0, 0, fmt.Errorf("size of the vmcore: %w", err)
+	}
 	warnSpace(env, dir, st.Size())
 	o := collector.Options{
 		Level:       vmcore.Level(d.Level),
