@@ -93,6 +93,7 @@ func dump(log *kmsg.Logger, cfg *config.Init, kick func()) (err error) {
 		MountDir: "/mnt/target",
 		Now:      time.Now,
 		Kick:     kick,
+		Mount:    capture.Mount,
 	})
 	if err != nil {
 		return err

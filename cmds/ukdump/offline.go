@@ -1,8 +1,6 @@
 package main
 
 import (
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -13,53 +11,35 @@ import (
 	"github.com/ukdump/ukdump/pkg/vmcore"
 )
 
-// offline runs the verbs that read dumps on a host: convert, dmesg, info.
-func offline(cmd string, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("ukdump "+cmd, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	level := fs.Int("d", config.DefaultDumpLevel, "dump level: sum of 1 zero, 2 cache, 4 private cache, 8 user, 16 free pages left out")
-	comp := fs.String("c", config.DefaultCompression, "compression: snappy, zstd, zlib or none")
-	elf := fs.Bool("elf", false, "write an ELF core instead of kdump-compressed")
-	quiet := fs.Bool("q", false, "no progress lines")
-	want := 1
-	if cmd == "convert" {
-		want = 2
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() != want {
-		fmt.Fprintf(stderr, "ukdump %s: want %d file arguments, have %d\n", cmd, want, fs.NArg())
-		return 2
-	}
-	var err error
-	switch cmd {
-	case "convert":
-		err = convert(fs.Arg(0), fs.Arg(1), *level, *comp, *elf, *quiet, stdout, stderr)
-	case "dmesg":
-		err = collector.DmesgFile(fs.Arg(0), stdout)
-	case "info":
-		var i *collector.Info
-		if i, err = collector.FileInfo(fs.Arg(0)); err == nil {
-			fmt.Fprint(stdout, i)
-		}
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "ukdump %s: %v\n", cmd, err)
-		return 1
-	}
-	return 0
+// The verbs that read dumps on any host: convert, dmesg, info.
+
+// convertOpts are convert's flags.
+type convertOpts struct {
+	level int
+	comp  string
+	elf   bool
+	quiet bool
 }
 
-func convert(in, out string, level int, comp string, elf, quiet bool, stdout, stderr io.Writer) error {
-	d := config.Dump{Level: level, Compression: comp, Format: "kdump"}
+func dmesg(dump string, stdout io.Writer) error {
+	return collector.DmesgFile(dump, stdout)
+}
+
+func info(dump string, stdout io.Writer) error {
+	i, err := collector.FileInfo(dump)
+	if err != nil {
+		return err
+	}
+	fmt.Fprint(stdout, i)
+	return nil
+}
+
+func convert(in, out string, o convertOpts, stdout, stderr io.Writer) error {
+	d := config.Dump{Level: o.level, Compression: o.comp, Format: "kdump"}
 	if err := d.Validate(); err != nil {
 		return err
 	}
-	c, err := diskdump.ParseCompression(comp)
+	c, err := diskdump.ParseCompression(o.comp)
 	if err != nil {
 		return err
 	}
@@ -72,11 +52,11 @@ func convert(in, out string, level int, comp string, elf, quiet bool, stdout, st
 	if err != nil {
 		return err
 	}
-	o := collector.Options{Level: vmcore.Level(level), Compression: c, ELF: elf}
-	if !quiet {
-		o.Progress = func(p collector.Progress) { fmt.Fprintln(stderr, p) }
+	co := collector.Options{Level: vmcore.Level(o.level), Compression: c, ELF: o.elf}
+	if !o.quiet {
+		co.Progress = func(p collector.Progress) { fmt.Fprintln(stderr, p) }
 	}
-	res, err := collector.Write(core, f, o)
+	res, err := collector.Write(core, f, co)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

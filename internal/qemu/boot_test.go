@@ -86,30 +86,39 @@ func needVM(t *testing.T) (kernel string) {
 }
 
 func TestBootPowerOff(t *testing.T) {
-	kernel := needVM(t)
-	initrd := buildGoInitramfs(t, initSource)
 	o := Options{
-		Kernel:  kernel,
-		Initrd:  initrd,
+		Kernel:  needVM(t),
 		Cmdline: "console=ttyS0 panic=-1",
 		Timeout: 3 * time.Minute,
 	}
+	res := bootToPowerOff(t, o, initSource, func(res *Result) {
+		t.Logf("QEMU exited after %v, %d bytes of console", res.Duration.Round(time.Millisecond), len(res.Console))
+		if !strings.Contains(res.Console, marker) {
+			t.Fatalf("console lacks %q:\n%s", marker, Tail(res.Console, 40))
+		}
+	})
+	if strings.Contains(res.Console, "\r") {
+		t.Error("console still contains carriage returns")
+	}
+}
+
+// bootToPowerOff boots o with source, built by buildGoInitramfs, as /init,
+// which must power the guest off. check judges what init printed and may
+// end the test; then the run must have ended in a clean power-off, not a
+// panic from init exiting.
+func bootToPowerOff(t *testing.T, o Options, source string, check func(*Result)) *Result {
+	t.Helper()
+	o.Initrd = buildGoInitramfs(t, source)
 	t.Logf("%s %s", o.binary(), strings.Join(o.Args(), " "))
 	res, err := Run(t.Context(), o)
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	t.Logf("QEMU exited after %v, %d bytes of console", res.Duration.Round(time.Millisecond), len(res.Console))
-	if !strings.Contains(res.Console, marker) {
-		t.Fatalf("console lacks %q:\n%s", marker, Tail(res.Console, 40))
-	}
-	// Powering off, not a panic from init exiting, is what ended the run.
+	check(res)
 	if strings.Contains(res.Console, "Kernel panic") || strings.Contains(res.Console, "power off failed") {
 		t.Errorf("guest did not power off cleanly:\n%s", Tail(res.Console, 40))
 	}
-	if strings.Contains(res.Console, "\r") {
-		t.Error("console still contains carriage returns")
-	}
+	return res
 }
 
 // TestBootTimeout lets the guest reach an init that never exits, so the

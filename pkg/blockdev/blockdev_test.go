@@ -137,16 +137,16 @@ func fakeSys(t *testing.T) Sys {
 	return s
 }
 
-func writeExt(t *testing.T, s Sys, name, label string) {
-	t.Helper()
+// writeExt puts an ext4 superblock labelled label on the device name.
+// It returns the error rather than failing the test, so that a goroutine
+// can call it: t.Fatal must run on the test's own goroutine.
+func writeExt(s Sys, name, label string) error {
 	img := image(4096, func(b []byte) {
 		binary.LittleEndian.PutUint16(b[1024+56:], 0xEF53)
 		copy(b[1024+104:], rawUUID)
 		copy(b[1024+120:], label)
 	})
-	if err := os.WriteFile(filepath.Join(s.DevDir, name), img, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	return os.WriteFile(filepath.Join(s.DevDir, name), img, 0o644)
 }
 
 func TestStackAndModules(t *testing.T) {
@@ -176,7 +176,9 @@ func TestStackAndModules(t *testing.T) {
 
 func TestFindAndResolve(t *testing.T) {
 	s := fakeSys(t)
-	writeExt(t, s, "dm-0", "crash")
+	if err := writeExt(s, "dm-0", "crash"); err != nil {
+		t.Fatal(err)
+	}
 	for _, spec := range []string{"UUID=" + textUUID, "UUID=" + strings.ToUpper(textUUID), "LABEL=crash"} {
 		d, info, err := s.Resolve(spec)
 		if err != nil || d.Name != "dm-0" || info.Type != "ext4" {
@@ -200,13 +202,17 @@ func TestWait(t *testing.T) {
 	if _, _, err := s.Wait(ctx, ByLabel("late"), 10*time.Millisecond); !errors.Is(err, ErrNotFound) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Wait for a device that never comes: %v", err)
 	}
+	written := make(chan error, 1)
 	go func() {
 		time.Sleep(50 * time.Millisecond)
-		writeExt(t, s, "vda1", "late")
+		written <- writeExt(s, "vda1", "late")
 	}()
 	ctx, cancel = context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	d, _, err := s.Wait(ctx, ByLabel("late"), 10*time.Millisecond)
+	if werr := <-written; werr != nil {
+		t.Fatalf("writing the late device: %v", werr)
+	}
 	if err != nil || d.Name != "vda1" {
 		t.Errorf("Wait = %+v, %v; want vda1", d, err)
 	}

@@ -33,6 +33,22 @@ type Env struct {
 	Now func() time.Time
 	// Kick is called whenever the dump makes progress, for a stall watchdog.
 	Kick func()
+	// Mount mounts the target device dev on dir and returns how to unmount
+	// it; kdumpinit passes Mount, tests a fake.
+	Mount func(dev, dir, fstype, opts string) (unmount func() error, err error)
+}
+
+// Mount mounts with mount(2). Its unmount flushes every filesystem first, so
+// that the dump is on the disk before the crash kernel reboots.
+func Mount(dev, dir, fstype, opts string) (func() error, error) {
+	mp, err := mount.Mount(dev, dir, fstype, opts, 0)
+	if err != nil {
+		return nil, err
+	}
+	return func() error {
+		unix.Sync()
+		return mp.Unmount(0)
+	}, nil
 }
 
 // StepError names the step of the job that failed.
@@ -82,14 +98,13 @@ func Run(ctx context.Context, cfg *config.Init, env Env) (res *Result, err error
 	if err := os.MkdirAll(env.MountDir, 0o755); err != nil {
 		return nil, step("mount target", err)
 	}
-	mp, err := mount.Mount(dev.Path, env.MountDir, t.FSType, t.Options, 0)
+	unmount, err := env.Mount(dev.Path, env.MountDir, t.FSType, t.Options)
 	if err != nil {
 		return nil, step("mount target", fmt.Errorf("%s as %s: %w", dev.Path, t.FSType, err))
 	}
 	env.Log.Printf("mounted %s on %s", dev.Path, env.MountDir)
 	defer func() {
-		unix.Sync()
-		if uerr := mp.Unmount(0); uerr != nil && err == nil {
+		if uerr := unmount(); uerr != nil && err == nil {
 			err = step("unmount target", uerr)
 		} else if uerr == nil {
 			env.Log.Printf("unmounted %s", env.MountDir)
@@ -133,7 +148,10 @@ func writeDump(core *vmcore.Core, d config.Dump, env Env, dir string) (int64, ti
 	if err != nil {
 		return 0, 0, err
 	}
-	st, _ := os.Stat(env.Vmcore)
+	st, err := os.Stat(env.Vmcore)
+	if err != nil {
+		return 0, 0, fmt.Errorf("size of the vmcore: %w", err)
+	}
 	warnSpace(env, dir, st.Size())
 	o := collector.Options{
 		Level:       vmcore.Level(d.Level),

@@ -15,19 +15,21 @@ import (
 // File is the administrator's configuration, /etc/ukdump.conf.
 //
 // The syntax is that of kdump.conf: one directive per line, its arguments
-// separated by white space, '#' starts a comment. Directives:
+// separated by white space, '#' starts a comment. Directives (the table in
+// directives, which a test holds to this list):
 //
-//	path /var/crash              directory on the target for dumps
-//	ext4 UUID=…|LABEL=…|/dev/…   the target filesystem (also ext2, ext3, xfs, btrfs)
-//	failure_action reboot        reboot, poweroff or halt when the dump fails ("default" is an alias)
-//	final_action reboot          reboot, poweroff or halt after the dump
-//	extra_modules mod1 mod2      more kernel modules for the crash kernel
-//	target_timeout 60            seconds the crash kernel waits for the target
-//	cmdline_append arg1 arg2     more crash kernel command line arguments
-//	key_transport auto           how LUKS volume keys reach the crash kernel: auto, kernel or initrd
-//	dump_level 31                pages left out: 1 zero, 2 cache, 4 private cache, 8 user, 16 free
-//	compression snappy           per-page compression: snappy, zstd, zlib or none
-//	format kdump                 kdump (kdump-compressed) or elf
+//	path /var/crash                      directory on the target for dumps
+//	ext4 UUID=…|LABEL=…|/dev/…           the target filesystem (also ext2, ext3, xfs, btrfs)
+//	failure_action reboot                reboot, poweroff or halt when the dump fails ("default" is an alias)
+//	final_action reboot                  reboot, poweroff or halt after the dump
+//	extra_modules mod1 mod2              more kernel modules for the crash kernel
+//	target_timeout 60                    seconds the crash kernel waits for the target
+//	cmdline_append arg1 arg2             more crash kernel command line arguments
+//	key_transport auto                   how LUKS volume keys reach the crash kernel: auto, kernel or initrd
+//	dump_level 31                        pages left out: 1 zero, 2 cache, 4 private cache, 8 user, 16 free
+//	compression snappy                   per-page compression: snappy, lzo, zstd, zlib or none
+//	format kdump                         kdump (kdump-compressed) or elf
+//	core_collector makedumpfile -l -d 31 kdump.conf's collector line, read for dump level, compression and format
 type File struct {
 	Target        Target
 	Path          string
@@ -108,123 +110,161 @@ func unsupported(key string) bool {
 	return false
 }
 
+// directive is one kind of line in ukdump.conf.
+type directive struct {
+	// name is the key Parse looks the line up by: the first word, except
+	// that every filesystem type is "target".
+	name string
+	// usage (the directive with example arguments) and doc (what it sets)
+	// are the directive's line in File's comment.
+	usage, doc string
+	// set checks the arguments and stores them in c. word is the first
+	// word as written, which for the target is the filesystem type.
+	set func(c *File, word string, args []string) error
+}
+
+// directives is the grammar of ukdump.conf. It is a function, not a
+// package variable, so that nothing can change it.
+func directives() []directive {
+	return []directive{
+		{"path", "path /var/crash", "directory on the target for dumps", oneArg(setPath)},
+		{"target", "ext4 UUID=…|LABEL=…|/dev/…", "the target filesystem (also ext2, ext3, xfs, btrfs)", setTarget},
+		{"failure_action", "failure_action reboot", `reboot, poweroff or halt when the dump fails ("default" is an alias)`,
+			oneArg(func(c *File, s string) error { return setAction(&c.FailureAction, s) })},
+		{"final_action", "final_action reboot", "reboot, poweroff or halt after the dump",
+			oneArg(func(c *File, s string) error { return setAction(&c.FinalAction, s) })},
+		{"extra_modules", "extra_modules mod1 mod2", "more kernel modules for the crash kernel",
+			someArgs("module name", func(c *File, args []string) { c.ExtraModules = args })},
+		{"target_timeout", "target_timeout 60", "seconds the crash kernel waits for the target", oneArg(setTimeout)},
+		{"cmdline_append", "cmdline_append arg1 arg2", "more crash kernel command line arguments",
+			someArgs("argument", func(c *File, args []string) { c.CmdlineAppend = args })},
+		{"key_transport", "key_transport auto", "how LUKS volume keys reach the crash kernel: auto, kernel or initrd", oneArg(setTransport)},
+		{"dump_level", "dump_level 31", "pages left out: 1 zero, 2 cache, 4 private cache, 8 user, 16 free", oneArg(setLevel)},
+		{"compression", "compression snappy", "per-page compression: snappy, lzo, zstd, zlib or none",
+			oneArg(func(c *File, s string) error { return setDump(c, func(d *Dump) { d.Compression = s }) })},
+		{"format", "format kdump", "kdump (kdump-compressed) or elf",
+			oneArg(func(c *File, s string) error { return setDump(c, func(d *Dump) { d.Format = s }) })},
+		{"core_collector", "core_collector makedumpfile -l -d 31", "kdump.conf's collector line, read for dump level, compression and format", setCollector},
+	}
+}
+
+// apply sets what the line f, whose directive Parse resolved to key, says.
 func (c *File) apply(key string, f []string) error {
-	args := f[1:]
-	one := func() (string, error) {
-		if len(args) != 1 {
-			return "", fmt.Errorf("want one argument, have %d", len(args))
+	for _, d := range directives() {
+		if d.name == key {
+			return d.set(c, f[0], f[1:])
 		}
-		return args[0], nil
 	}
-	switch {
-	case key == "target":
-		if len(args) != 1 {
-			return fmt.Errorf("want one device (UUID=…, LABEL=… or /dev/…), have %d arguments", len(args))
-		}
-		if !validSpec(args[0]) {
-			return fmt.Errorf("device %q is not UUID=…, LABEL=… or /dev/…", args[0])
-		}
-		c.Target = Target{FSType: f[0], Spec: args[0]}
-		if u, ok := strings.CutPrefix(args[0], "UUID="); ok {
-			c.Target.UUID = strings.ToLower(u)
-		}
-	case key == "path":
-		p, err := one()
-		if err != nil {
-			return err
-		}
-		if !path.IsAbs(p) {
-			return fmt.Errorf("%q is not an absolute path", p)
-		}
-		c.Path = path.Clean(p)
-	case key == "failure_action" || key == "final_action":
-		s, err := one()
-		if err != nil {
-			return err
-		}
-		a, err := ParseAction(s)
-		if err != nil {
-			return err
-		}
-		if key == "final_action" {
-			c.FinalAction = a
-		} else {
-			c.FailureAction = a
-		}
-	case key == "extra_modules":
-		if len(args) == 0 {
-			return errors.New("want at least one module name")
-		}
-		c.ExtraModules = args
-	case key == "target_timeout":
-		s, err := one()
-		if err != nil {
-			return err
-		}
-		secs, err := strconv.Atoi(s)
-		if err != nil || secs <= 0 {
-			return fmt.Errorf("%q is not a positive number of seconds", s)
-		}
-		c.TargetTimeout = time.Duration(secs) * time.Second
-	case key == "cmdline_append":
-		if len(args) == 0 {
-			return errors.New("want at least one argument")
-		}
-		c.CmdlineAppend = args
-	case key == "key_transport":
-		s, err := one()
-		if err != nil {
-			return err
-		}
-		switch t := Transport(s); t {
-		case Auto, Kernel, Initrd:
-			c.KeyTransport = t
-		default:
-			return fmt.Errorf("unknown transport %q (want auto, kernel or initrd)", s)
-		}
-	case key == "dump_level":
-		s, err := one()
-		if err != nil {
-			return err
-		}
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 0 || n > 31 {
-			return fmt.Errorf("%q is not a dump level from 0 to 31", s)
-		}
-		c.Dump.Level = n
-	case key == "compression" || key == "format":
-		s, err := one()
-		if err != nil {
-			return err
-		}
-		d := c.Dump
-		if key == "format" {
-			d.Format = s
-		} else {
-			d.Compression = s
-		}
-		if err := d.Validate(); err != nil {
-			return errors.New(strings.TrimPrefix(err.Error(), "config: "))
-		}
-		c.Dump = d
-	case key == "core_collector":
-		d, err := parseCollector(args, c.Dump)
-		if err != nil {
-			return err
-		}
-		c.Dump = d
-	case unsupported(key):
+	if unsupported(key) {
 		return errors.New("not supported by ukdump")
-	default:
-		return errors.New("unknown directive")
 	}
+	return errors.New("unknown directive")
+}
+
+// oneArg makes the setter of a directive that takes exactly one argument.
+func oneArg(set func(c *File, arg string) error) func(*File, string, []string) error {
+	return func(c *File, _ string, args []string) error {
+		if len(args) != 1 {
+			return fmt.Errorf("want one argument, have %d", len(args))
+		}
+		return set(c, args[0])
+	}
+}
+
+// someArgs makes the setter of a directive that takes a list of what.
+func someArgs(what string, set func(c *File, args []string)) func(*File, string, []string) error {
+	return func(c *File, _ string, args []string) error {
+		if len(args) == 0 {
+			return fmt.Errorf("want at least one %s", what)
+		}
+		set(c, args)
+		return nil
+	}
+}
+
+func setTarget(c *File, fstype string, args []string) error {
+	if len(args) != 1 {
+		return fmt.Errorf("want one device (UUID=…, LABEL=… or /dev/…), have %d arguments", len(args))
+	}
+	if !validSpec(args[0]) {
+		return fmt.Errorf("device %q is not UUID=…, LABEL=… or /dev/…", args[0])
+	}
+	c.Target = Target{FSType: fstype, Spec: args[0]}
+	if u, ok := strings.CutPrefix(args[0], "UUID="); ok {
+		c.Target.UUID = strings.ToLower(u)
+	}
+	return nil
+}
+
+func setPath(c *File, p string) error {
+	if !path.IsAbs(p) {
+		return fmt.Errorf("%q is not an absolute path", p)
+	}
+	c.Path = path.Clean(p)
+	return nil
+}
+
+func setAction(dst *Action, s string) error {
+	a, err := ParseAction(s)
+	if err != nil {
+		return err
+	}
+	*dst = a
+	return nil
+}
+
+func setTimeout(c *File, s string) error {
+	secs, err := strconv.Atoi(s)
+	if err != nil || secs <= 0 {
+		return fmt.Errorf("%q is not a positive number of seconds", s)
+	}
+	c.TargetTimeout = time.Duration(secs) * time.Second
+	return nil
+}
+
+func setTransport(c *File, s string) error {
+	switch t := Transport(s); t {
+	case Auto, Kernel, Initrd:
+		c.KeyTransport = t
+		return nil
+	}
+	return fmt.Errorf("unknown transport %q (want auto, kernel or initrd)", s)
+}
+
+func setLevel(c *File, s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 || n > 31 {
+		return fmt.Errorf("%q is not a dump level from 0 to 31", s)
+	}
+	c.Dump.Level = n
+	return nil
+}
+
+// setDump applies edit to the dump settings if the result is valid. The
+// "config: " of Validate's error goes: ReadFile puts it before the line.
+func setDump(c *File, edit func(*Dump)) error {
+	d := c.Dump
+	edit(&d)
+	if err := d.Validate(); err != nil {
+		return errors.New(strings.TrimPrefix(err.Error(), "config: "))
+	}
+	c.Dump = d
+	return nil
+}
+
+func setCollector(c *File, _ string, args []string) error {
+	d, err := parseCollector(args, c.Dump)
+	if err != nil {
+		return err
+	}
+	c.Dump = d
 	return nil
 }
 
 // parseCollector reads the makedumpfile options of a kdump.conf
 // core_collector line, so that an existing kdump.conf keeps its meaning:
-// -d level, -c zlib, -l lzo (written as snappy, which is as fast), -p
-// snappy, -z zstd, -E ELF. Options that only tune makedumpfile's own output
+// -d level, -c zlib, -l lzo (written as snappy, which is faster for about
+// the same size), -p snappy, -z zstd, -E ELF. Options that only tune makedumpfile's own output
 // (--message-level, -F, --num-threads ...) are accepted and ignored.
 func parseCollector(args []string, d Dump) (Dump, error) {
 	if len(args) == 0 || args[0] != "makedumpfile" {

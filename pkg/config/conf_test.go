@@ -1,6 +1,9 @@
 package config
 
 import (
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"os"
 	"path/filepath"
 	"strings"
@@ -167,5 +170,50 @@ func TestCoreCollector(t *testing.T) {
 	got, err = Parse(strings.NewReader("ext4 /dev/vda\ncore_collector makedumpfile -E -d 1\n"))
 	if err != nil || got.Dump.Format != "elf" || got.Dump.Level != 1 {
 		t.Errorf("ELF collector: %+v, %v", got, err)
+	}
+}
+
+// TestDirectivesDocumented holds File's comment to the directive table:
+// each directive has its line there, and there is no line for one that
+// Parse does not know.
+func TestDirectivesDocumented(t *testing.T) {
+	fset := token.NewFileSet()
+	f, err := parser.ParseFile(fset, "conf.go", nil, parser.ParseComments)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc string
+	ast.Inspect(f, func(n ast.Node) bool {
+		if g, ok := n.(*ast.GenDecl); ok && g.Tok == token.TYPE && g.Specs[0].(*ast.TypeSpec).Name.Name == "File" {
+			doc = g.Doc.Text()
+		}
+		return doc == ""
+	})
+	// The example lines are the ones go/doc indents.
+	documented := map[string]bool{}
+	for line := range strings.Lines(doc) {
+		if strings.HasPrefix(line, "\t") {
+			documented[strings.Join(strings.Fields(line), " ")] = true
+		}
+	}
+	if len(documented) == 0 {
+		t.Fatal("no directive lines in File's comment")
+	}
+	for _, d := range directives() {
+		line := d.usage + " " + d.doc
+		if !documented[line] {
+			t.Errorf("File's comment lacks %q", line)
+		}
+		delete(documented, line)
+		if d.name == "target" {
+			continue // its usage shows three forms of device at once
+		}
+		// The example must parse, so that an administrator can copy it.
+		if _, err := Parse(strings.NewReader("ext4 /dev/vda\n" + d.usage + "\n")); err != nil {
+			t.Errorf("usage %q: %v", d.usage, err)
+		}
+	}
+	for line := range documented {
+		t.Errorf("File's comment has %q, which is no directive", line)
 	}
 }

@@ -11,6 +11,8 @@ import (
 
 	"github.com/anatol/devmapper.go"
 	"golang.org/x/sys/unix"
+
+	"github.com/ukdump/ukdump/pkg/keys"
 )
 
 // Crypt is one dm-crypt mapping over the whole data area of a device.
@@ -48,7 +50,7 @@ const DevDir = "/dev/mapper"
 // (devtmpfs only makes /dev/dm-N, and there is no udev to add the link).
 // It returns the node's path.
 func CreateCrypt(c Crypt) (string, error) {
-	if !IsKeyRef(c.KeyRef) {
+	if !keys.IsReference(c.KeyRef) {
 		return "", fmt.Errorf("dm: %s: key must be a keyring reference", c.Name)
 	}
 	table := devmapper.CryptTable{
@@ -83,11 +85,6 @@ func withoutSectorSize(params []string) []string {
 		}
 	}
 	return out
-}
-
-// IsKeyRef reports whether s is a keyring reference (":<size>:<type>:<desc>").
-func IsKeyRef(s string) bool {
-	return strings.HasPrefix(s, ":") && strings.Count(s, ":") >= 3
 }
 
 func makeNode(name string) (string, error) {

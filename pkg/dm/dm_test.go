@@ -12,19 +12,6 @@ func TestWithoutSectorSize(t *testing.T) {
 	}
 }
 
-func TestIsKeyRef(t *testing.T) {
-	for s, want := range map[string]bool{
-		":32:logon:ukdump:0a1b":             true,
-		":64:user:kdump-cryptsetup:vk-0a1b": true,
-		"00112233":                          false,
-		":32":                               false,
-	} {
-		if IsKeyRef(s) != want {
-			t.Errorf("IsKeyRef(%q) = %v", s, !want)
-		}
-	}
-}
-
 func TestCreateCryptRefusesKeyBytes(t *testing.T) {
 	if _, err := CreateCrypt(Crypt{Name: "x", KeyRef: "00112233"}); err == nil || !strings.Contains(err.Error(), "keyring reference") {
 		t.Errorf("hex key accepted: %v", err)

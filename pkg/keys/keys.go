@@ -97,7 +97,8 @@ func Reference(size int, keyType, desc string) string {
 }
 
 // IsReference reports whether a dm-crypt table key field is a keyring
-// reference rather than hex key bytes.
+// reference (":<size>:<type>:<description>", as Reference makes) rather
+// than hex key bytes.
 func IsReference(field string) bool {
-	return strings.HasPrefix(field, ":")
+	return strings.HasPrefix(field, ":") && strings.Count(field, ":") >= 3
 }

@@ -64,8 +64,22 @@ func TestDescriptions(t *testing.T) {
 	if Description(u) != "kdump-cryptsetup:vk-"+u || LegacyDescription(u) != "cryptsetup:"+u {
 		t.Error("descriptions differ from systemd/kdump-utils convention")
 	}
-	if r := Reference(32, "user", Description(u)); r != ":32:user:kdump-cryptsetup:vk-"+u || !IsReference(r) || IsReference("deadbeef") {
+	if r := Reference(32, "user", Description(u)); r != ":32:user:kdump-cryptsetup:vk-"+u || !IsReference(r) {
 		t.Errorf("Reference = %q", r)
+	}
+}
+
+func TestIsReference(t *testing.T) {
+	for s, want := range map[string]bool{
+		":32:logon:ukdump:0a1b":             true,
+		":64:user:kdump-cryptsetup:vk-0a1b": true,
+		"00112233":                          false,
+		"deadbeef":                          false,
+		":32":                               false,
+	} {
+		if IsReference(s) != want {
+			t.Errorf("IsReference(%q) = %v", s, !want)
+		}
 	}
 }
 

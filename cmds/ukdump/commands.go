@@ -1,0 +1,113 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+
+	"github.com/ukdump/ukdump/pkg/config"
+	"github.com/ukdump/ukdump/pkg/loader"
+)
+
+// commands are ukdump's verbs, in the order the usage lists them. A new
+// verb is a new entry here: the usage, "ukdump help VERB", "-h", flag
+// parsing and the check of the arguments all come from the entry.
+func commands() []command {
+	return []command{
+		{
+			name:     "load",
+			synopsis: "ukdump load [-config FILE] [-kernel IMAGE] [-modules DIR] [-kernel-config FILE] [-init BINARY] [-key-file FILE] [-reuse-keys] [-state FILE]",
+			summary:  "build the crash initramfs in memory and load the crash kernel",
+			flags: func(fs *flag.FlagSet, o *opts) {
+				buildFlags(fs, o)
+				fs.StringVar(&o.loader.Keys.KeyFile, "key-file", "", "`FILE` holding a LUKS passphrase, - for standard input (tried after the keyring and the live mapping)")
+				fs.BoolVar(&o.loader.ReuseKeys, "reuse-keys", false, "kernel transport: reload with the volume keys saved by the last load")
+				stateFlag(fs, o)
+			},
+			run: func(c *call) error {
+				c.loader.Keys.Prompt = terminalPrompt()
+				return load(c.loader, c.stdout)
+			},
+		},
+		{
+			name:     "unload",
+			synopsis: "ukdump unload [-state FILE]",
+			summary:  "unload the crash kernel",
+			flags:    stateFlag,
+			run:      func(c *call) error { return unload(c.loader.StateFile, c.stdout) },
+		},
+		{
+			name:     "status",
+			synopsis: "ukdump status [-state FILE]",
+			summary:  "show the crash kernel state",
+			flags:    stateFlag,
+			run:      func(c *call) error { return status(c.loader.StateFile, c.stdout) },
+		},
+		{
+			name:     "mkinitrd",
+			synopsis: "ukdump mkinitrd -o FILE [-config FILE] [-kernel IMAGE] [-modules DIR] [-kernel-config FILE] [-init BINARY]",
+			summary:  "write the crash initramfs to a file",
+			flags: func(fs *flag.FlagSet, o *opts) {
+				fs.StringVar(&o.output, "o", "", "output `FILE` (required)")
+				buildFlags(fs, o)
+			},
+			run: func(c *call) error {
+				if c.output == "" {
+					return usageError("-o FILE is required")
+				}
+				return mkinitrd(c.loader, c.output, c.stdout)
+			},
+		},
+		{
+			name:     "convert",
+			synopsis: "ukdump convert [-d LEVEL] [-c CODEC] [-elf] [-q] IN OUT",
+			summary:  "filter and compress an ELF vmcore",
+			flags: func(fs *flag.FlagSet, o *opts) {
+				fs.IntVar(&o.convert.level, "d", config.DefaultDumpLevel, "dump `LEVEL`: the sum of 1 zero, 2 cache, 4 private cache, 8 user, 16 free pages left out")
+				fs.StringVar(&o.convert.comp, "c", config.DefaultCompression, "per-page compression `CODEC`: snappy, lzo, zstd, zlib or none")
+				fs.BoolVar(&o.convert.elf, "elf", false, "write an ELF core instead of kdump-compressed")
+				fs.BoolVar(&o.convert.quiet, "q", false, "no progress lines")
+			},
+			args: []arg{
+				{"IN", "the ELF vmcore to read, e.g. a copy of /proc/vmcore"},
+				{"OUT", "the dump to write"},
+			},
+			run: func(c *call) error { return convert(c.args[0], c.args[1], c.convert, c.stdout, c.stderr) },
+		},
+		{
+			name:     "dmesg",
+			synopsis: "ukdump dmesg DUMP",
+			summary:  "print the kernel log held in a dump",
+			args:     []arg{{"DUMP", "an ELF vmcore or a kdump-compressed dump"}},
+			run:      func(c *call) error { return dmesg(c.args[0], c.stdout) },
+		},
+		{
+			name:     "info",
+			synopsis: "ukdump info DUMP",
+			summary:  "describe a dump: kernel, crash time, pages, level, compression",
+			args:     []arg{{"DUMP", "an ELF vmcore or a kdump-compressed dump"}},
+			run:      func(c *call) error { return info(c.args[0], c.stdout) },
+		},
+	}
+}
+
+// opts holds the flag values of one run; each verb's flags fill only their
+// part.
+type opts struct {
+	loader  loader.Options
+	output  string
+	convert convertOpts
+}
+
+// buildFlags are the flags of the verbs that build a crash initramfs.
+func buildFlags(fs *flag.FlagSet, o *opts) {
+	fs.StringVar(&o.loader.ConfigFile, "config", "", fmt.Sprintf("configuration `FILE` (default %s)", config.DefaultConfigFile))
+	fs.StringVar(&o.loader.Kernel, "kernel", "", "crash kernel `IMAGE` (default /boot/vmlinuz-$(uname -r))")
+	fs.StringVar(&o.loader.ModuleDir, "modules", "", "kernel module `DIR` (default /lib/modules/$(uname -r))")
+	fs.StringVar(&o.loader.KernelConfig, "kernel-config", "", "kernel config `FILE`, to pick the initramfs compression (default /boot/config-$(uname -r))")
+	fs.StringVar(&o.loader.Init, "init", "", "static kdumpinit `BINARY` (default: beside ukdump, then /usr/lib/ukdump)")
+}
+
+// stateFlag is the flag of the verbs that read or write load's record.
+func stateFlag(fs *flag.FlagSet, o *opts) {
+	fs.StringVar(&o.loader.StateFile, "state", loader.DefaultStateFile, "`FILE` where load records what it loaded")
+}

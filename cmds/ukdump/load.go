@@ -1,0 +1,80 @@
+package main
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/ukdump/ukdump/pkg/kexec"
+	"github.com/ukdump/ukdump/pkg/loader"
+)
+
+// The verbs of the first kernel: load, unload, status, mkinitrd.
+
+func prepare(o loader.Options) (*loader.Plan, error) {
+	o, err := loader.Defaults(o)
+	if err != nil {
+		return nil, err
+	}
+	return loader.Prepare(o)
+}
+
+func load(o loader.Options, out io.Writer) error {
+	p, err := prepare(o)
+	if err != nil {
+		return err
+	}
+	st, err := loader.Load(p, out)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "crash kernel loaded: %s\ntarget: %s on %s\ncmdline: %s\n", st.Kernel, st.Target, st.TargetDevice, st.Cmdline)
+	return nil
+}
+
+func mkinitrd(o loader.Options, output string, out io.Writer) error {
+	p, err := prepare(o)
+	if err != nil {
+		return err
+	}
+	if err := loader.WriteInitramfs(p, output, out); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "wrote %s\n", output)
+	return nil
+}
+
+func unload(stateFile string, out io.Writer) error {
+	err := kexec.UnloadCrash()
+	if err == nil {
+		err = loader.RemoveState(stateFile)
+		fmt.Fprintln(out, "crash kernel unloaded")
+	}
+	return err
+}
+
+func status(stateFile string, out io.Writer) error {
+	ks, err := kexec.ReadStatus("/sys")
+	if err != nil {
+		return err
+	}
+	loaded := "no"
+	if ks.Loaded {
+		loaded = "yes"
+	}
+	fmt.Fprintf(out, "crash kernel loaded: %s\nreserved memory: %d MiB\n", loaded, ks.Reserved>>20)
+	if ks.Reserved == 0 {
+		fmt.Fprintln(out, "hint: no crashkernel= reservation; add crashkernel=256M to the kernel command line")
+	}
+	st, err := loader.ReadState(stateFile)
+	if err != nil {
+		return err
+	}
+	if st != nil && ks.Loaded {
+		fmt.Fprintf(out, "kernel: %s\ntarget: %s on %s\ninitramfs: %d KiB\nloaded at: %s\n",
+			st.Kernel, st.Target, st.TargetDevice, st.InitramfsSize>>10, st.LoadedAt.Format("2006-01-02 15:04:05 UTC"))
+		for _, v := range st.Volumes {
+			fmt.Fprintf(out, "LUKS volume: %s (UUID %s): key handed over, transport %s, from %s\n", v.Name, v.UUID, v.Transport, v.Source)
+		}
+	}
+	return nil
+}
