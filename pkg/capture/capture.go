@@ -111,13 +111,12 @@ func Run(ctx context.Context, cfg *config.Init, env Env) (res *Result, err error
 		}
 	}()
 
-	base := filepath.Join(env.MountDir, cfg.Path)
 	core, err := vmcore.Open(env.Vmcore)
 	if err != nil {
 		return nil, step("open vmcore", err)
 	}
 	defer core.Close()
-	dir, err := dumpdir.Create(base, cfg.Hostname, crashTime(core, env.Now))
+	dir, err := dumpdir.Create(env.MountDir, cfg.Path, cfg.Hostname, crashTime(core, env.Now))
 	if err != nil {
 		return nil, step("create dump directory", err)
 	}

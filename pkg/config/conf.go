@@ -215,8 +215,8 @@ func setAction(dst *Action, s string) error {
 
 func setTimeout(c *File, s string) error {
 	secs, err := strconv.Atoi(s)
-	if err != nil || secs <= 0 {
-		return fmt.Errorf("%q is not a positive number of seconds", s)
+	if err != nil || secs <= 0 || secs > MaxTargetTimeout {
+		return fmt.Errorf("%q is not a number of seconds from 1 to %d", s, MaxTargetTimeout)
 	}
 	c.TargetTimeout = time.Duration(secs) * time.Second
 	return nil

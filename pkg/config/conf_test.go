@@ -68,7 +68,10 @@ func TestParseErrors(t *testing.T) {
 		{"empty uuid", "ext4 UUID=\n", `line 1: ext4: device "UUID=" is not`},
 		{"two targets", "ext4 /dev/vda\nxfs /dev/vdb\n", "line 2: xfs given again (first on line 1)"},
 		{"missing arg", "ext4 /dev/vda\npath\n", "line 2: path: want one argument, have 0"},
-		{"bad timeout", "ext4 /dev/vda\ntarget_timeout -3\n", `line 2: target_timeout: "-3" is not a positive number`},
+		{"bad timeout", "ext4 /dev/vda\ntarget_timeout -3\n", `line 2: target_timeout: "-3" is not a number of seconds from 1 to 3600`},
+		// Once accepted: times a second, it overflowed and disabled the
+		// crash kernel's watchdog.
+		{"huge timeout", "ext4 /dev/vda\ntarget_timeout 9300000000000\n", `line 2: target_timeout: "9300000000000" is not a number of seconds from 1 to 3600`},
 		{"extra arg", "ext4 /dev/vda extra\n", "line 1: ext4: want one device"},
 		{"bad level", "ext4 /dev/vda\ndump_level 32\n", `line 2: dump_level: "32" is not a dump level from 0 to 31`},
 		{"bad compression", "ext4 /dev/vda\ncompression lz4\n", `line 2: compression: compression "lz4" is not snappy, lzo, zstd, zlib or none`},
@@ -141,6 +144,7 @@ func TestInitValidate(t *testing.T) {
 		{"fs", func(c *Init) { c.Target.FSType = "ntfs" }, `unsupported filesystem "ntfs"`},
 		{"path", func(c *Init) { c.Path = "rel" }, "not absolute"},
 		{"timeout", func(c *Init) { c.TargetTimeout = 0 }, "target_timeout"},
+		{"huge timeout", func(c *Init) { c.TargetTimeout = Duration(1 << 62) }, "target_timeout"},
 		{"action", func(c *Init) { c.FinalAction = "" }, "unknown action"},
 		{"dump", func(c *Init) { c.Dump.Level = 40 }, "dump_level 40"},
 		{"volume name", func(c *Init) { c.Volumes = []Volume{{UUID: "v"}} }, "needs a UUID, a name and a header fingerprint"},

@@ -39,6 +39,11 @@ const (
 	DefaultPath          = "/var/crash"
 	DefaultTargetTimeout = 60 * time.Second
 	DefaultConfigFile    = "/etc/ukdump.conf"
+	// MaxTargetTimeout bounds target_timeout (seconds): a disk that takes
+	// an hour to appear will not appear, and the crash kernel's watchdog
+	// adds this wait to its limit, where a huge value would overflow and
+	// disable it.
+	MaxTargetTimeout = 3600
 )
 
 // Target is the filesystem that receives the dump.
@@ -160,8 +165,8 @@ func (c *Init) Validate() error {
 		return fmt.Errorf("config: unsupported filesystem %q", c.Target.FSType)
 	case !path.IsAbs(c.Path):
 		return fmt.Errorf("config: path %q is not absolute", c.Path)
-	case c.TargetTimeout <= 0:
-		return errors.New("config: target_timeout must be positive")
+	case c.TargetTimeout <= 0 || c.TargetTimeout > Duration(MaxTargetTimeout*time.Second):
+		return fmt.Errorf("config: target_timeout %s is not from 1 s to %d s", time.Duration(c.TargetTimeout), MaxTargetTimeout)
 	}
 	if err := c.Dump.Validate(); err != nil {
 		return err

@@ -31,12 +31,16 @@ func Name(host string, t time.Time) string {
 	return host + "-" + t.Format("2006-01-02-15:04:05")
 }
 
-// Create makes a new dump directory below base and returns its path. When a
-// directory of that name exists (two crashes in one second, or a clock that
-// was reset), a counter is added rather than mixing two dumps.
-func Create(base, host string, t time.Time) (string, error) {
-	if err := os.MkdirAll(base, 0o700); err != nil {
-		return "", fmt.Errorf("dumpdir: %w", err)
+// Create makes a new dump directory below the directory path (as written in
+// ukdump.conf) of the filesystem mounted at root, and returns its path.
+// Missing directories of path are made; symlinks in it resolve inside root
+// (see resolveIn). When a directory of that name exists (two crashes in one
+// second, or a clock that was reset), a counter is added rather than mixing
+// two dumps.
+func Create(root, path, host string, t time.Time) (string, error) {
+	base, err := resolveIn(root, path)
+	if err != nil {
+		return "", err
 	}
 	name := filepath.Join(base, Name(host, t))
 	for i := 1; i < 100; i++ {

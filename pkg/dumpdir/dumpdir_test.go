@@ -26,12 +26,12 @@ func TestName(t *testing.T) {
 }
 
 func TestCreateNeverReuses(t *testing.T) {
-	base := filepath.Join(t.TempDir(), "var", "crash")
-	a, err := Create(base, "h", crash)
+	root := t.TempDir()
+	a, err := Create(root, "/var/crash", "h", crash)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := Create(base, "h", crash)
+	b, err := Create(root, "/var/crash", "h", crash)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,5 +77,46 @@ func TestWriteFileFailureKeepsPartial(t *testing.T) {
 	}
 	if err := WriteFile(dir, "vmcore", func(*os.File) error { return nil }); err == nil {
 		t.Error("WriteFile over an existing incomplete file succeeded")
+	}
+}
+
+// TestCreateSymlinkStaysInRoot: an absolute symlink in the dump path
+// resolves inside the target filesystem, never in the crash kernel's own
+// root (RAM, lost at reboot); a dangling one or a file is an error.
+func TestCreateSymlinkStaysInRoot(t *testing.T) {
+	root := t.TempDir()
+	outside := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "var"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// /var/crash -> <outside> would, followed naively, leave the target.
+	if err := os.Symlink(outside, filepath.Join(root, "var", "crash")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(root, outside), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dir, err := Create(root, "/var/crash", "h", crash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	realRoot, _ := filepath.EvalSymlinks(root)
+	if want := filepath.Join(realRoot, outside, Name("h", crash)); dir != want {
+		t.Errorf("dump dir %s, want %s (inside the target)", dir, want)
+	}
+	if entries, _ := os.ReadDir(outside); len(entries) != 0 {
+		t.Errorf("dump written outside the target: %v", entries)
+	}
+	if err := os.Symlink("/nonexistent/dir", filepath.Join(root, "dangling")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Create(root, "/dangling/crash", "h", crash); err == nil {
+		t.Error("dump path through a dangling symlink accepted")
+	}
+	if err := os.WriteFile(filepath.Join(root, "file"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Create(root, "/file/crash", "h", crash); err == nil {
+		t.Error("dump path through a regular file accepted")
 	}
 }
