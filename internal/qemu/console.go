@@ -56,6 +56,12 @@ func (c *console) from(off int) ([]byte, <-chan struct{}) {
 	return bytes.Clone(c.buf[off:]), c.changed
 }
 
+func (c *console) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.buf)
+}
+
 func (c *console) String() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -61,6 +61,12 @@ type Options struct {
 	// ExtraArgs are appended after all generated arguments, so they can add
 	// devices or override earlier options where QEMU lets the last one win.
 	ExtraArgs []string
+	// Reboot lets a guest reboot (a real system after its dump) boot again
+	// with the same kernel and command line instead of ending the run.
+	Reboot bool
+	// Input gives the guest's serial console a pipe from the test (see
+	// VM.Send), as an administrator's terminal.
+	Input bool
 }
 
 func (o Options) binary() string {
@@ -94,16 +100,20 @@ func (o Options) Args() []string {
 		// monitor off it, so stdin (/dev/null) is never read for commands.
 		"-nographic",
 		"-monitor", "none",
+	}
+	if !o.Reboot {
 		// A guest reboot (panic=-1, sysrq-b, a finished kdump) ends the run
 		// instead of booting the first kernel again.
-		"-no-reboot",
+		args = append(args, "-no-reboot")
+	}
+	args = append(args,
 		// No default NIC: the guests need no network, and user-mode
 		// networking would give them a route out of the test machine.
 		"-nic", "none",
 		"-m", strconv.Itoa(mem),
 		"-smp", strconv.Itoa(cpus),
 		"-kernel", o.Kernel,
-	}
+	)
 	if o.Initrd != "" {
 		args = append(args, "-initrd", o.Initrd)
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os/exec"
 	"regexp"
 	"strings"
@@ -61,6 +62,8 @@ type VM struct {
 	// past the line the last successful WaitFor returned.
 	matchMu sync.Mutex
 	matched int
+
+	stdin io.WriteCloser // with Options.Input
 }
 
 // Run boots a VM and waits for QEMU to exit. It returns an error when QEMU
@@ -91,8 +94,16 @@ func Start(ctx context.Context, o Options) (*VM, error) {
 	vm.runCtx, vm.cancel = context.WithTimeoutCause(ctx, vm.timeout, ErrTimeout)
 
 	cmd := exec.CommandContext(vm.runCtx, o.binary(), o.Args()...)
-	// Stdin stays nil, i.e. /dev/null: no test has a terminal to offer,
-	// and with -monitor none QEMU never needs to read it.
+	// Without Input, stdin stays nil, i.e. /dev/null; with -monitor none
+	// QEMU never reads commands from it, only the guest's serial input.
+	if o.Input {
+		w, err := cmd.StdinPipe()
+		if err != nil {
+			vm.cancel()
+			return nil, fmt.Errorf("qemu: stdin: %w", err)
+		}
+		vm.stdin = w
+	}
 	cmd.Stdout = vm.console
 	cmd.Stderr = &vm.stderr
 	setProcAttr(cmd)
@@ -149,6 +160,35 @@ func details(r *Result) string {
 	fmt.Fprintf(&b, "\n--- console (last %d lines) ---\n%s", tailLines, Tail(r.Console, tailLines))
 	return b.String()
 }
+
+// Send types s on the guest's serial console. It needs Options.Input.
+func (vm *VM) Send(s string) error {
+	if vm.stdin == nil {
+		return errors.New("qemu: Send without Options.Input")
+	}
+	if _, err := io.WriteString(vm.stdin, s); err != nil {
+		return fmt.Errorf("qemu: sending to the console: %w", err)
+	}
+	return nil
+}
+
+// Mark returns the console offset after everything printed so far; WaitFor
+// and WaitFrom calls after SkipTo(Mark()) see only later output.
+func (vm *VM) Mark() int {
+	return vm.console.len()
+}
+
+// SkipTo makes the next WaitFor start at console offset off (from Mark).
+func (vm *VM) SkipTo(off int) {
+	vm.matchMu.Lock()
+	defer vm.matchMu.Unlock()
+	if off > vm.matched {
+		vm.matched = off
+	}
+}
+
+// Console returns everything the guest printed so far.
+func (vm *VM) Console() string { return vm.console.String() }
 
 // Wait blocks until QEMU exits and returns the same Result and error as Run
 // would. It may be called more than once.

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# build-image.sh: a real Debian 12 system for the end-to-end tests, built on
+# the host with debootstrap (no device-mapper, no guest needed) and cached.
+#
+# Usage: build-image.sh
+#
+# The system is what a minimal Debian 12 server install gives: systemd,
+# udev, initramfs-tools, the stock cloud kernel (linux-image-cloud-amd64),
+# e2fsprogs, and the packages the encrypted-install tests need (cryptsetup,
+# cryptsetup-initramfs, lvm2, keyutils), so one base image serves every
+# case. Test conveniences, and only these: root has no password and is
+# logged in on ttyS0 (the test types at the serial console as an
+# administrator would), hostname ukdump-test, timers that would start work
+# at boot masked, and an initramfs with only the drivers QEMU's virtio
+# machine needs (MODULES=list) so that it builds without seeing a disk.
+#
+# Output, in ${UKDUMP_CACHE:-$HOME/.cache/ukdump}/images/bookworm-<hash>/
+# where <hash> covers this script and private-apt.sh (the recipe):
+#   root.img      raw ext4 image of the whole system (sparse, 3 GiB), the
+#                 filesystem UUID below; boot it with root=UUID=<uuid>
+#   vmlinuz       the installed kernel, initrd.img its initramfs (copies of
+#                 /boot, for QEMU's direct kernel boot: no bootloader)
+#   release       the kernel release; uuid  the root filesystem UUID
+#   .complete     written last
+# stdout: exactly one line, that directory. Chatter goes to stderr.
+#
+# The mirror is the Debian archive this machine's apt already uses, read at
+# run time (private-apt.sh), never written into the repository.
+set -euo pipefail
+
+log() { printf 'build-image: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
+# shellcheck source=../kernel/private-apt.sh
+. "$here/../kernel/private-apt.sh"
+
+packages=(
+	systemd systemd-sysv udev kmod e2fsprogs initramfs-tools linux-image-cloud-amd64
+	cryptsetup cryptsetup-initramfs lvm2 keyutils dmsetup procps
+)
+# Fixed, so that a test knows the root UUID without reading the image.
+uuid=6c7d1a2e-0b5f-4e38-9a51-3f0d2c9e8b17
+
+key="$(cat "${BASH_SOURCE[0]}" "$here/../kernel/private-apt.sh" | sha256sum | cut -c1-16)"
+cache="${UKDUMP_CACHE:-$HOME/.cache/ukdump}/images/bookworm-$key"
+if [[ -f "$cache/.complete" ]]; then
+	printf '%s\n' "$cache"
+	exit 0
+fi
+[[ $EUID -eq 0 ]] || die "needs root (debootstrap, chroot)"
+command -v debootstrap >/dev/null || die "debootstrap not installed (run .ci/deps)"
+command -v mkfs.ext4 >/dev/null || die "mkfs.ext4 not installed (e2fsprogs)"
+
+mkdir -p "$(dirname "$cache")"
+# Parallel test binaries may ask at once: one builds, the others wait.
+exec 9>"$cache.lock"
+flock 9
+if [[ -f "$cache/.complete" ]]; then
+	printf '%s\n' "$cache"
+	exit 0
+fi
+
+work="$(mktemp -d "$cache.tmp.XXXXXX")"
+cleanup() {
+	mountpoint -q "$work/root/proc" && umount "$work/root/proc"
+	mountpoint -q "$work/root/dev" && umount "$work/root/dev"
+	rm -rf "$work"
+}
+trap cleanup EXIT
+root="$work/root"
+
+mirror="$(private_apt_archive_mirror)"
+start=$SECONDS
+log "debootstrap bookworm (${#packages[@]} packages and their dependencies)"
+include="$(IFS=,; echo "${packages[*]}")"
+debootstrap --variant=minbase --include="$include" bookworm "$root" "$mirror" >&2 ||
+	die "debootstrap failed (see $root/debootstrap/debootstrap.log)"
+log "debootstrap took $((SECONDS - start)) s"
+
+echo ukdump-test >"$root/etc/hostname"
+printf '127.0.0.1\tlocalhost\n127.0.1.1\tukdump-test\n' >"$root/etc/hosts"
+printf 'UUID=%s\t/\text4\terrors=remount-ro\t0\t1\n' "$uuid" >"$root/etc/fstab"
+chroot "$root" passwd -d root >&2
+mkdir -p "$root/etc/systemd/system/serial-getty@ttyS0.service.d"
+cat >"$root/etc/systemd/system/serial-getty@ttyS0.service.d/autologin.conf" <<'UNIT'
+[Service]
+ExecStart=
+ExecStart=-/sbin/agetty --autologin root --noclear --keep-baud 115200,57600,38400,9600 %I $TERM
+UNIT
+for t in apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer fstrim.timer; do
+	ln -sf /dev/null "$root/etc/systemd/system/$t"
+done
+# The journal in memory: the tests read what they need from the console,
+# and a volatile journal spares the emulated disk.
+mkdir -p "$root/etc/systemd/journald.conf.d"
+printf '[Journal]\nStorage=volatile\n' >"$root/etc/systemd/journald.conf.d/ukdump-test.conf"
+
+printf 'MODULES=list\n' >"$root/etc/initramfs-tools/conf.d/ukdump-test.conf"
+printf '%s\n' virtio_pci virtio_blk ext4 >>"$root/etc/initramfs-tools/modules"
+mount -t proc proc "$root/proc"
+mount --bind /dev "$root/dev"
+chroot "$root" update-initramfs -u -k all >&2
+umount "$root/dev" "$root/proc"
+
+release="$(basename "$(ls "$root"/boot/vmlinuz-* | head -n1)")"
+release="${release#vmlinuz-}"
+[[ -f "$root/boot/initrd.img-$release" ]] || die "no initramfs for $release"
+cp "$root/boot/vmlinuz-$release" "$work/vmlinuz"
+cp "$root/boot/initrd.img-$release" "$work/initrd.img"
+echo "$release" >"$work/release"
+echo "$uuid" >"$work/uuid"
+rm -rf "$root/var/cache/apt/archives"/*.deb "$root/var/lib/apt/lists"/*_Packages
+mkfs.ext4 -q -F -U "$uuid" -L root -d "$root" "$work/root.img" 3G >&2
+rm -rf "$root"
+touch "$work/.complete"
+rm -rf "$cache"
+mv "$work" "$cache"
+trap - EXIT
+log "built $cache in $((SECONDS - start)) s (kernel $release)"
+printf '%s\n' "$cache"
