@@ -1,0 +1,164 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestInstallDebian is the installation proof on a real Debian 12 system:
+// systemd, initramfs-tools and Debian's stock kernel, booted in QEMU with
+// crashkernel= as a machine would be, and nothing of ours in it but the
+// package. An administrator at the serial console installs the .deb, the
+// service loads the crash kernel, the machine crashes, the crash kernel
+// writes the dump to /var/crash on the root filesystem (no target line in
+// the configuration), the system boots again and the service loads by
+// itself; reinstalling the kernel that ukdump loads reloads it, and a kernel
+// package it does not load leaves it alone.
+func TestInstallDebian(t *testing.T) {
+	img := realDebian(t)
+	deb := ukdumpDeb.get(t)
+	dir := outDir(t)
+	disk := filepath.Join(dir, "disk.img")
+	copyImage(t, img.Root, disk)
+	other := otherKernelPackage(t, dir)
+	putFiles(t, disk, map[string]string{
+		"/root/ukdump.deb":       deb,
+		"/root/kernel.deb":       img.KernelDeb,
+		"/root/other-kernel.deb": other,
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	report := &strings.Builder{}
+	start := time.Now()
+	s := bootSystem(t, ctx, img, disk, dir, "256M", 1024)
+	fmt.Fprintf(report, "first boot to shell: %.0f s\n", time.Since(start).Seconds())
+
+	// 1. Install as an administrator would.
+	s.run("dpkg -i /root/ukdump.deb")
+	s.run("systemctl is-enabled ukdump.service")
+	if out := s.run("systemctl is-active ukdump.service"); strings.TrimSpace(out) != "active" {
+		t.Fatalf("ukdump.service after dpkg -i: %q\n%s", out, s.run("journalctl -u ukdump.service --no-pager"))
+	}
+	before := s.run("ukdump status")
+	fmt.Fprintf(report, "\n$ ukdump status   (after dpkg -i)\n%s", before)
+	if !strings.Contains(before, img.Release) {
+		t.Errorf("status does not name the loaded kernel %s:\n%s", img.Release, before)
+	}
+	estimate, _ := s.status("ukdump estimate")
+	fmt.Fprintf(report, "\n$ ukdump estimate\n%s", estimate)
+
+	// 2. Crash from the console, as an administrator would.
+	marker := "ukdump-install-marker-" + randomHex(8)
+	s.run("echo " + marker + " > /dev/kmsg")
+	crashAt := time.Now()
+	if err := s.sh.Type("echo c > /proc/sysrq-trigger"); err != nil {
+		t.Fatal(err)
+	}
+	s.waitLine(`sysrq: Trigger a crash`, 2*time.Minute)
+	done := s.waitLine(`kdumpinit: dump complete`, 10*time.Minute)
+	fmt.Fprintf(report, "\ncrash to dump complete: %.0f s (%s)\n", time.Since(crashAt).Seconds(), done)
+
+	// 3. The machine boots again, and the service loads by itself.
+	rebootAt := time.Now()
+	s.waitLine(`Linux version `+regexp.QuoteMeta(img.Release), 3*time.Minute)
+	s.waitBoot()
+	fmt.Fprintf(report, "second boot to shell: %.0f s\n", time.Since(rebootAt).Seconds())
+	s.run("systemctl is-active ukdump.service")
+	loadedAt := s.run("systemctl show -p ActiveEnterTimestampMonotonic --value ukdump.service")
+	fmt.Fprintf(report, "service loaded at %.1f s after boot\n", usec(loadedAt))
+	after := s.run("ukdump status")
+	fmt.Fprintf(report, "\n$ ukdump status   (after the crash and reboot)\n%s", after)
+	if !regexp.MustCompile(`ukdump-test-\d{4}-\d\d-\d\d-\d\d:\d\d:\d\d`).MatchString(after) {
+		t.Errorf("status lists no dump:\n%s", after)
+	}
+
+	// 4. Kernel hooks: reinstalling the kernel ukdump loads reloads it;
+	// another kernel package leaves it loaded as it was.
+	stateTime := func() string { return s.run("stat -c %Y /run/ukdump/state.json") }
+	t0 := stateTime()
+	s.run("dpkg -i /root/other-kernel.deb")
+	if t1 := stateTime(); t1 != t0 {
+		t.Errorf("installing a kernel ukdump does not load reloaded it (state %s -> %s)", t0, t1)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	s.run("dpkg -i /root/kernel.deb")
+	if t2 := stateTime(); t2 == t0 {
+		t.Errorf("reinstalling the loaded kernel %s did not reload ukdump\n%s", img.Release,
+			s.run("journalctl -u ukdump.service --no-pager | tail -20"))
+	}
+	s.run("systemctl is-active ukdump.service")
+	s.run("sync")
+	if err := s.sh.Type("poweroff -f"); err != nil {
+		t.Fatal(err)
+	}
+	<-s.vm.Done()
+
+	// 5. The host takes the image apart and checks the dump.
+	out := filepath.Join(dir, "dump")
+	extract(t, disk, "/var/crash", out)
+	dumps, _ := filepath.Glob(filepath.Join(out, "crash", "ukdump-test-*", "vmcore"))
+	if len(dumps) != 1 {
+		t.Fatalf("want one complete dump under /var/crash, have %v", dumps)
+	}
+	dmesgOut := filepath.Join(dir, "makedumpfile-dmesg.txt")
+	if b, err := exec.Command("makedumpfile", "--dump-dmesg", dumps[0], dmesgOut).CombinedOutput(); err != nil {
+		t.Errorf("makedumpfile --dump-dmesg: %v\n%s", err, b)
+	} else if b, _ := os.ReadFile(dmesgOut); !strings.Contains(string(b), marker) {
+		t.Errorf("the dump's kernel log has no marker %s", marker)
+	}
+	if b, err := exec.Command("crash", "--osrelease", dumps[0]).CombinedOutput(); err != nil ||
+		strings.TrimSpace(string(b)) != img.Release {
+		t.Errorf("crash --osrelease: %q, %v (want %s)", b, err, img.Release)
+	}
+	os.WriteFile(filepath.Join(dir, "report.txt"), []byte(report.String()), 0o644)
+	t.Logf("report:\n%s", report)
+}
+
+// usec reads a systemd microsecond value as seconds.
+func usec(s string) float64 {
+	var v float64
+	fmt.Sscan(strings.TrimSpace(s), &v)
+	return v / 1e6
+}
+
+// otherKernelPackage builds a kernel package that ukdump does not load: it
+// installs a kernel image under another release and runs the kernel hooks
+// as Debian's linux-image postinst does (run-parts /etc/kernel/postinst.d
+// with the release and the image path).
+func otherKernelPackage(t *testing.T, dir string) string {
+	t.Helper()
+	const rel = "6.99.0-ukdump-other"
+	root := filepath.Join(dir, "other-kernel")
+	for _, d := range []string{"DEBIAN", "boot"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	files := map[string]string{
+		"DEBIAN/control": "Package: linux-image-" + rel + "\nVersion: 1\nArchitecture: amd64\nMaintainer: ukdump tests <tests@localhost>\nDescription: a kernel ukdump does not load\n",
+		"DEBIAN/postinst": "#!/bin/sh\nset -e\n[ \"$1\" = configure ] || exit 0\n" +
+			"run-parts --report --exit-on-error --arg=" + rel + " --arg=/boot/vmlinuz-" + rel + " /etc/kernel/postinst.d\n",
+		"boot/vmlinuz-" + rel: "not a kernel\n",
+	}
+	for name, body := range files {
+		mode := os.FileMode(0o644)
+		if strings.HasSuffix(name, "postinst") {
+			mode = 0o755
+		}
+		if err := os.WriteFile(filepath.Join(root, name), []byte(body), mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deb := filepath.Join(dir, "other-kernel.deb")
+	if out, err := exec.Command("dpkg-deb", "--root-owner-group", "-b", root, deb).CombinedOutput(); err != nil {
+		t.Fatalf("dpkg-deb: %v\n%s", err, out)
+	}
+	return deb
+}

@@ -1,0 +1,200 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ukdump/ukdump/internal/qemu"
+)
+
+// debianImage is a real Debian 12 system built by
+// testdata/debian/build-image.sh (debootstrap on the host, cached by the
+// hash of its recipe).
+type debianImage struct {
+	Dir, Root, Kernel, Initrd, Release, UUID, KernelDeb string
+}
+
+func realDebian(t *testing.T) debianImage {
+	t.Helper()
+	requireTools(t, "qemu-system-x86_64", "debootstrap", "mkfs.ext4", "debugfs", "dpkg-deb")
+	cmd := exec.Command("../../testdata/debian/build-image.sh")
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		need(t, "building the Debian 12 image: %v", err)
+	}
+	dir := strings.TrimSpace(string(out))
+	read := func(name string) string {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(string(b))
+	}
+	return debianImage{
+		Dir: dir, Root: filepath.Join(dir, "root.img"), Kernel: filepath.Join(dir, "vmlinuz"),
+		Initrd: filepath.Join(dir, "initrd.img"), Release: read("release"), UUID: read("uuid"),
+		KernelDeb: filepath.Join(dir, "kernel.deb"),
+	}
+}
+
+// debs builds the ukdump package once per test binary run.
+type debs struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+var ukdumpDeb debs
+
+func (d *debs) get(t *testing.T) string {
+	t.Helper()
+	d.once.Do(func() {
+		dir, err := os.MkdirTemp("", "ukdump-e2e-deb-")
+		if err != nil {
+			d.err = err
+			return
+		}
+		cmd := exec.Command("make", "-C", "../..", "deb", "DEB_DIR="+dir)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			d.err = fmt.Errorf("make deb: %v\n%s", err, out)
+			return
+		}
+		m, _ := filepath.Glob(filepath.Join(dir, "ukdump_*_amd64.deb"))
+		if len(m) != 1 {
+			d.err = fmt.Errorf("make deb left %v in %s", m, dir)
+			return
+		}
+		d.path = m[0]
+	})
+	if d.err != nil {
+		t.Fatal(d.err)
+	}
+	return d.path
+}
+
+// copyImage makes the test's own sparse copy of a disk image.
+func copyImage(t *testing.T, src, dst string) {
+	t.Helper()
+	if out, err := exec.Command("cp", "--sparse=always", src, dst).CombinedOutput(); err != nil {
+		t.Fatalf("copying %s: %v\n%s", src, err, out)
+	}
+}
+
+// putFiles writes host files into an ext4 image without mounting it:
+// debugfs writes the filesystem itself (no root, no loop device).
+func putFiles(t *testing.T, image string, files map[string]string) {
+	t.Helper()
+	var script strings.Builder
+	for dst, src := range files {
+		fmt.Fprintf(&script, "rm %s\nwrite %s %s\n", dst, src, dst)
+	}
+	cmd := exec.Command("debugfs", "-w", "-f", "-", image)
+	cmd.Stdin = strings.NewReader(script.String())
+	out, err := cmd.CombinedOutput()
+	if err != nil || strings.Contains(string(out), "Could not allocate") {
+		t.Fatalf("debugfs write: %v\n%s", err, out)
+	}
+}
+
+// system is a real Debian system running in QEMU, driven from its serial
+// console. It reboots as a real machine does (after the dump, the crash
+// kernel's reboot boots the system again).
+type system struct {
+	t   *testing.T
+	vm  *qemu.VM
+	sh  *qemu.Shell
+	ctx context.Context
+	log *os.File
+}
+
+func bootSystem(t *testing.T, ctx context.Context, img debianImage, disk, dir, crashkernel string, memMiB int) *system {
+	t.Helper()
+	logf, err := os.Create(filepath.Join(dir, "serial.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { logf.Close() })
+	vm, err := qemu.Start(ctx, qemu.Options{
+		Kernel:    img.Kernel,
+		Initrd:    img.Initrd,
+		Cmdline:   "root=UUID=" + img.UUID + " ro console=ttyS0 crashkernel=" + crashkernel + " panic=10",
+		MemoryMiB: memMiB,
+		Disks:     []string{disk},
+		Reboot:    true,
+		Input:     true,
+		Timeout:   30 * time.Minute,
+		Console:   logf,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		vm.Send("\npoweroff -f\n")
+		select {
+		case <-vm.Done():
+		case <-time.After(30 * time.Second):
+		}
+	})
+	s := &system{t: t, vm: vm, ctx: ctx, log: logf}
+	s.waitBoot()
+	return s
+}
+
+// waitBoot waits for the login shell of a (re)boot.
+func (s *system) waitBoot() {
+	s.t.Helper()
+	start := time.Now()
+	bctx, cancel := context.WithTimeout(s.ctx, 5*time.Minute)
+	defer cancel()
+	sh, err := s.vm.WaitShell(bctx)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.sh = sh
+	s.t.Logf("shell after %.0f s", time.Since(start).Seconds())
+}
+
+// run runs a command that must succeed and returns its output.
+func (s *system) run(cmd string) string {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Minute)
+	defer cancel()
+	out, err := s.sh.MustRun(ctx, cmd)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return out
+}
+
+// status runs a command that may fail and returns output and exit status.
+func (s *system) status(cmd string) (string, int) {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Minute)
+	defer cancel()
+	out, rc, err := s.sh.Run(ctx, cmd)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return out, rc
+}
+
+// waitLine waits for a console line matching re.
+func (s *system) waitLine(re string, limit time.Duration) string {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(s.ctx, limit)
+	defer cancel()
+	line, err := s.vm.WaitFor(ctx, regexp.MustCompile(re))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return line
+}
