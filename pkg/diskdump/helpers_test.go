@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/ukdump/ukdump/internal/vmcoretest"
 )
 
 // memFile is an in-memory io.WriterAt / io.ReaderAt.
@@ -131,21 +133,10 @@ type vmcore struct {
 	vmci  map[string]string
 }
 
-func vmcorePath(t testing.TB, env string) string {
-	p := os.Getenv(env)
-	if p == "" {
-		t.Skipf("%s not set", env)
-	}
-	return p
-}
-
-func openVMCore(t testing.TB, path string) *vmcore {
+// openVMCore opens the real vmcore named by env (see vmcoretest), or skips.
+func openVMCore(t testing.TB, env string) *vmcore {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.Close() })
+	f, _ := vmcoretest.Open(t, env, os.Open)
 	ef, err := elf.NewFile(f)
 	if err != nil {
 		t.Fatal(err)
