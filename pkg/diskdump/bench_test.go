@@ -8,7 +8,7 @@ import (
 )
 
 // benchPages loads up to max non-zero RAM pages of the real vmcore.
-func benchPages(b *testing.B, max int) (*vmcore, [][]byte) {
+func benchPages(b *testing.B, max int) (*elfCore, [][]byte) {
 	v := openVMCore(b, vmcoretest.Debian61)
 	ps := v.h.PageSize
 	zero := make([]byte, ps)

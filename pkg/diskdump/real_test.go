@@ -169,8 +169,8 @@ func TestRealVMCoreKdump(t *testing.T) {
 						}
 					}
 					// crash: all codecs.
-					if rel, err := crashRelease(path); err != nil || rel != v.vmci["OSRELEASE"] {
-						t.Errorf("crash --osrelease: %q, %v; want %q", rel, err, v.vmci["OSRELEASE"])
+					if rel, err := crashRelease(path); err != nil || rel != v.vmci.OSRelease() {
+						t.Errorf("crash --osrelease: %q, %v; want %q", rel, err, v.vmci.OSRelease())
 					}
 					// makedumpfile 1.7.2 (Debian 12) reads zlib and lzo only.
 					got, err := dmesgOf(t, path)
@@ -291,7 +291,7 @@ func TestRealVMCoreELF(t *testing.T) {
 			if got, err := dmesgOf(t, path); err != nil || !bytes.Equal(got, wantDmesg) {
 				t.Errorf("makedumpfile --dump-dmesg on our ELF: %v (%d vs %d bytes)", err, len(got), len(wantDmesg))
 			}
-			if rel, err := crashRelease(path); err != nil || rel != v.vmci["OSRELEASE"] {
+			if rel, err := crashRelease(path); err != nil || rel != v.vmci.OSRelease() {
 				t.Errorf("crash --osrelease: %q, %v", rel, err)
 			}
 			if kdf {
