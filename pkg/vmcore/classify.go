@@ -52,9 +52,11 @@ func (b bit) in(flags uint64) bool { return b >= 0 && flags&(1<<uint(b)) != 0 }
 
 // Classifier decides from struct pages which page frames a dump level
 // excludes. It follows the kernel's own tests (include/linux/page-flags.h)
-// as exported by VMCOREINFO, for the struct page layouts of Linux 4.16 to
-// 7.x; where VMCOREINFO lacks what a level needs, the pages concerned are
-// kept and Warnings says so. A Classifier is immutable.
+// as exported by VMCOREINFO, for the struct page layouts of Linux 6.1 to
+// 7.x (folio order in the first tail page's flags since 6.6, page types of
+// 6.9, 6.10 and 6.12, compound_info in 7.1); where VMCOREINFO lacks what a
+// level needs, the pages concerned are kept and Warnings says so. A
+// Classifier is immutable.
 type Classifier struct {
 	level    Level
 	warnings []string
