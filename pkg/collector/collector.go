@@ -25,8 +25,8 @@ type Options struct {
 	Compression diskdump.Compression
 	// ELF writes an ELF core instead of the kdump-compressed format.
 	ELF bool
-	// Progress, if set, is called about every Every while pages are
-	// written, and once at the end.
+	// Progress, if set, is called about every Every (2 s when not set)
+	// while pages are written, and once at the end.
 	Progress func(Progress)
 	Every    time.Duration
 }
@@ -43,7 +43,11 @@ type Progress struct {
 	Elapsed  time.Duration
 }
 
-// String formats p as "written 1234/5678 pages (21%), 12.3 MB/s in, ETA 4s".
+// String formats p for a progress line, e.g. "scanned 100 pages, kept 40,
+// written 10 (25%), 3 MiB out, 5.2 MB/s, ETA 6s": the percentage and ETA
+// are of the kept pages, the rate is of page data read (pages written
+// times the page size), and "out" is the page data stored in the file
+// (compressed).
 func (p Progress) String() string {
 	pct := 100.0
 	if p.Kept > 0 {

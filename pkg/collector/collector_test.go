@@ -7,27 +7,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ukdump/ukdump/internal/vmcoretest"
 	"github.com/ukdump/ukdump/pkg/diskdump"
 	"github.com/ukdump/ukdump/pkg/vmcore"
 )
-
-// realCore opens the ELF vmcore from a real crash named by env
-// (UKDUMP_TEST_VMCORE: Debian 6.1, UKDUMP_TEST_VMCORE_612: Debian 6.12,
-// UKDUMP_TEST_VMCORE_73: Linux 7.3); make
-// test sets both after the QEMU tests made them.
-func realCore(t *testing.T, env string) *vmcore.Core {
-	t.Helper()
-	path := os.Getenv(env)
-	if path == "" {
-		t.Skipf("%s not set", env)
-	}
-	c, err := vmcore.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
 
 // TestWriteRealKeepsPagesExactly converts real vmcores at -d 31 with every
 // codec and checks, with the dump reader, that every kept page equals the
@@ -35,9 +18,9 @@ func realCore(t *testing.T, env string) *vmcore.Core {
 // (zero pages stay in the bitmap, pointing at one shared page, as
 // makedumpfile does), and that the kernel log reads back.
 func TestWriteRealKeepsPagesExactly(t *testing.T) {
-	for _, env := range []string{"UKDUMP_TEST_VMCORE", "UKDUMP_TEST_VMCORE_612", "UKDUMP_TEST_VMCORE_73"} {
+	for _, env := range vmcoretest.All() {
 		t.Run(env, func(t *testing.T) {
-			core := realCore(t, env)
+			core, _ := vmcoretest.Open(t, env, vmcore.Open)
 			for _, comp := range []diskdump.Compression{diskdump.Snappy, diskdump.Zstd, diskdump.Zlib, diskdump.None} {
 				out := filepath.Join(t.TempDir(), "dump-"+comp.String())
 				f, err := os.Create(out)
@@ -101,7 +84,7 @@ func TestWriteRealKeepsPagesExactly(t *testing.T) {
 // TestWriteELFRoundTrip writes ELF output at -d 31 and reads it back as a
 // vmcore: kept pages equal the source.
 func TestWriteELFRoundTrip(t *testing.T) {
-	core := realCore(t, "UKDUMP_TEST_VMCORE")
+	core, path := vmcoretest.Open(t, vmcoretest.Debian61, vmcore.Open)
 	out := filepath.Join(t.TempDir(), "dump.elf")
 	f, err := os.Create(out)
 	if err != nil {
@@ -118,7 +101,7 @@ func TestWriteELFRoundTrip(t *testing.T) {
 	}
 	defer back.Close()
 	st, _ := os.Stat(out)
-	src, _ := os.Stat(os.Getenv("UKDUMP_TEST_VMCORE"))
+	src, _ := os.Stat(path)
 	if st.Size() >= src.Size()/2 {
 		t.Errorf("ELF at -d 31 is %d bytes, source %d: want excluded pages left out", st.Size(), src.Size())
 	}

@@ -3,11 +3,13 @@ package diskdump
 import (
 	"bytes"
 	"testing"
+
+	"github.com/ukdump/ukdump/internal/vmcoretest"
 )
 
 // benchPages loads up to max non-zero RAM pages of the real vmcore.
-func benchPages(b *testing.B, max int) (*vmcore, [][]byte) {
-	v := openVMCore(b, vmcorePath(b, "UKDUMP_TEST_VMCORE"))
+func benchPages(b *testing.B, max int) (*elfCore, [][]byte) {
+	v := openVMCore(b, vmcoretest.Debian61)
 	ps := v.h.PageSize
 	zero := make([]byte, ps)
 	var pages [][]byte
@@ -101,7 +103,7 @@ func (discardAt) WriteAt(p []byte, _ int64) (int, error) { return len(p), nil }
 // BenchmarkWriter writes the whole vmcore (all RAM pages, zero pages
 // included) through a Writer; MB/s is per input byte, pages pre-loaded.
 func BenchmarkWriter(b *testing.B) {
-	v := openVMCore(b, vmcorePath(b, "UKDUMP_TEST_VMCORE"))
+	v := openVMCore(b, vmcoretest.Debian61)
 	ps := v.h.PageSize
 	var pfns []uint64
 	var data []byte

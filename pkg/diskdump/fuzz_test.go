@@ -3,6 +3,8 @@ package diskdump
 import (
 	"bytes"
 	"testing"
+
+	"github.com/ukdump/ukdump/pkg/vmcore"
 )
 
 // smallDump returns a complete small dump (512-byte pages) for seeds.
@@ -34,7 +36,7 @@ func FuzzOpen(f *testing.F) {
 			t.Fatalf("allocations exceed the file size %d", len(data))
 		}
 		_, _ = ParseNotes(d.Notes())
-		_ = ParseVMCOREINFO(d.VMCOREINFO())
+		_, _ = vmcore.ParseVMCOREINFO(d.VMCOREINFO())
 		buf := make([]byte, d.Header().PageSize)
 		// Bound the work: a tiny compressed page can expand to 1 MiB.
 		budget := 8 << 20

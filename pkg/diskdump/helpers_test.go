@@ -9,9 +9,11 @@ import (
 	"math/rand/v2"
 	"os"
 	"sort"
-	"strconv"
 	"testing"
 	"time"
+
+	"github.com/ukdump/ukdump/internal/vmcoretest"
+	"github.com/ukdump/ukdump/pkg/vmcore"
 )
 
 // memFile is an in-memory io.WriterAt / io.ReaderAt.
@@ -122,35 +124,24 @@ func buildNotes(ncpu int, vmcoreinfo []byte) []byte {
 	return b.Bytes()
 }
 
-// vmcore is a real ELF vmcore opened for tests.
-type vmcore struct {
+// elfCore is a real ELF vmcore opened for tests, read with debug/elf.
+type elfCore struct {
 	f     *os.File
 	loads []*elf.Prog // sorted by paddr
 	h     Header
 	ram   Bitmap
-	vmci  map[string]string
+	vmci  *vmcore.VMCOREINFO
 }
 
-func vmcorePath(t testing.TB, env string) string {
-	p := os.Getenv(env)
-	if p == "" {
-		t.Skipf("%s not set", env)
-	}
-	return p
-}
-
-func openVMCore(t testing.TB, path string) *vmcore {
+// openVMCore opens the real vmcore named by env (see vmcoretest), or skips.
+func openVMCore(t testing.TB, env string) *elfCore {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.Close() })
+	f, _ := vmcoretest.Open(t, env, os.Open)
 	ef, err := elf.NewFile(f)
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := &vmcore{f: f}
+	v := &elfCore{f: f}
 	var notes []byte
 	for _, p := range ef.Progs {
 		switch p.Type {
@@ -168,9 +159,11 @@ func openVMCore(t testing.TB, path string) *vmcore {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v.vmci = ParseVMCOREINFO(notes[ni.VMCOREINFOOffset : ni.VMCOREINFOOffset+ni.VMCOREINFOSize])
-	ps, _ := strconv.Atoi(v.vmci["PAGESIZE"])
-	ct, _ := strconv.ParseInt(v.vmci["CRASHTIME"], 10, 64)
+	if v.vmci, err = vmcore.ParseVMCOREINFO(notes[ni.VMCOREINFOOffset : ni.VMCOREINFOOffset+ni.VMCOREINFOSize]); err != nil {
+		t.Fatal(err)
+	}
+	ps, _ := v.vmci.PageSize()
+	ct, _ := v.vmci.CrashTime()
 	var maxPFN uint64
 	for _, p := range v.loads {
 		maxPFN = max(maxPFN, (p.Paddr+p.Memsz+uint64(ps)-1)/uint64(ps))
@@ -179,10 +172,10 @@ func openVMCore(t testing.TB, path string) *vmcore {
 	for _, p := range v.loads {
 		v.ram.SetRange(p.Paddr/uint64(ps), (p.Paddr+p.Memsz+uint64(ps)-1)/uint64(ps))
 	}
-	pb, _ := strconv.ParseInt(v.vmci["NUMBER(phys_base)"], 10, 64)
+	pb, _ := v.vmci.PhysBase()
 	v.h = Header{
-		UTS:       Utsname{Sysname: "Linux", Nodename: "test", Release: v.vmci["OSRELEASE"], Version: "#1", Machine: "x86_64"},
-		CrashTime: time.Unix(ct, 0), PageSize: ps, MaxPFN: maxPFN, PhysBase: uint64(pb), DumpLevel: 1,
+		UTS:       Utsname{Sysname: "Linux", Nodename: "test", Release: v.vmci.OSRelease(), Version: "#1", Machine: "x86_64"},
+		CrashTime: ct, PageSize: ps, MaxPFN: maxPFN, PhysBase: pb, DumpLevel: 1,
 		NrCPUs: ni.NrCPUs, Notes: notes, VMCOREINFOOffset: ni.VMCOREINFOOffset, VMCOREINFOSize: ni.VMCOREINFOSize,
 	}
 	return v
@@ -190,7 +183,7 @@ func openVMCore(t testing.TB, path string) *vmcore {
 
 // readPage reads pfn from the first PT_LOAD holding it (zero-filling parts
 // outside the segments).
-func (v *vmcore) readPage(pfn uint64, buf []byte) error {
+func (v *elfCore) readPage(pfn uint64, buf []byte) error {
 	clear(buf)
 	ps := uint64(len(buf))
 	lo, hi := pfn*ps, (pfn+1)*ps

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
-	"strings"
 )
 
 // ntPRSTATUS is the ELF note type of a CPU's register state.
@@ -46,15 +45,4 @@ func ParseNotes(notes []byte) (NoteInfo, error) {
 		off = int(min(end, int64(len(notes))))
 	}
 	return ni, nil
-}
-
-// ParseVMCOREINFO splits VMCOREINFO text (KEY=VALUE lines) into a map.
-func ParseVMCOREINFO(b []byte) map[string]string {
-	m := make(map[string]string)
-	for _, line := range strings.Split(string(bytes.TrimRight(b, "\x00")), "\n") {
-		if k, v, ok := strings.Cut(line, "="); ok {
-			m[k] = v
-		}
-	}
-	return m
 }

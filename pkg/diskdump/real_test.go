@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ukdump/ukdump/internal/vmcoretest"
 )
 
 // Paths of the independent readers (Debian packages makedumpfile, crash,
@@ -38,9 +40,9 @@ for line in sys.stdin:
 `
 
 var realVMCores = []struct{ name, env string }{
-	{"debian-6.1", "UKDUMP_TEST_VMCORE"},
-	{"debian-6.12", "UKDUMP_TEST_VMCORE_612"},
-	{"linux-7.3", "UKDUMP_TEST_VMCORE_73"},
+	{"debian-6.1", vmcoretest.Debian61},
+	{"debian-6.12", vmcoretest.Debian612},
+	{"linux-7.3", vmcoretest.Linux73},
 }
 
 // dmesgOf runs makedumpfile --dump-dmesg on a dump.
@@ -116,7 +118,7 @@ func haveKdumpfile(t *testing.T) bool {
 func TestRealVMCoreKdump(t *testing.T) {
 	for _, vc := range realVMCores {
 		t.Run(vc.name, func(t *testing.T) {
-			v := openVMCore(t, vmcorePath(t, vc.env))
+			v := openVMCore(t, vc.env)
 			needTool(t, makedumpfileBin)
 			needTool(t, crashBin)
 			kdf := haveKdumpfile(t)
@@ -167,8 +169,8 @@ func TestRealVMCoreKdump(t *testing.T) {
 						}
 					}
 					// crash: all codecs.
-					if rel, err := crashRelease(path); err != nil || rel != v.vmci["OSRELEASE"] {
-						t.Errorf("crash --osrelease: %q, %v; want %q", rel, err, v.vmci["OSRELEASE"])
+					if rel, err := crashRelease(path); err != nil || rel != v.vmci.OSRelease() {
+						t.Errorf("crash --osrelease: %q, %v; want %q", rel, err, v.vmci.OSRelease())
 					}
 					// makedumpfile 1.7.2 (Debian 12) reads zlib and lzo only.
 					got, err := dmesgOf(t, path)
@@ -216,7 +218,7 @@ func firstLine(s string) string {
 func TestRealVMCoreELF(t *testing.T) {
 	for _, vc := range realVMCores {
 		t.Run(vc.name, func(t *testing.T) {
-			v := openVMCore(t, vmcorePath(t, vc.env))
+			v := openVMCore(t, vc.env)
 			needTool(t, makedumpfileBin)
 			needTool(t, crashBin)
 			kdf := haveKdumpfile(t)
@@ -289,7 +291,7 @@ func TestRealVMCoreELF(t *testing.T) {
 			if got, err := dmesgOf(t, path); err != nil || !bytes.Equal(got, wantDmesg) {
 				t.Errorf("makedumpfile --dump-dmesg on our ELF: %v (%d vs %d bytes)", err, len(got), len(wantDmesg))
 			}
-			if rel, err := crashRelease(path); err != nil || rel != v.vmci["OSRELEASE"] {
+			if rel, err := crashRelease(path); err != nil || rel != v.vmci.OSRelease() {
 				t.Errorf("crash --osrelease: %q, %v", rel, err)
 			}
 			if kdf {
@@ -314,7 +316,7 @@ func TestRealVMCoreELF(t *testing.T) {
 func TestReadMakedumpfileOutput(t *testing.T) {
 	for _, vc := range realVMCores {
 		t.Run(vc.name, func(t *testing.T) {
-			v := openVMCore(t, vmcorePath(t, vc.env))
+			v := openVMCore(t, vc.env)
 			needTool(t, makedumpfileBin)
 			for _, mode := range []struct {
 				flag string

@@ -2,12 +2,14 @@ package vmcore
 
 import (
 	"testing"
+
+	"github.com/ukdump/ukdump/internal/vmcoretest"
 )
 
 // BenchmarkScan measures classification throughput (struct page reading
 // and classification at -d 31) on the real vmcore of UKDUMP_TEST_VMCORE.
 func BenchmarkScan(b *testing.B) {
-	for _, env := range []string{"UKDUMP_TEST_VMCORE", "UKDUMP_TEST_VMCORE_73"} {
+	for _, env := range []string{vmcoretest.Debian61, vmcoretest.Linux73} {
 		b.Run(env, func(b *testing.B) {
 			c, _ := realCore(b, env)
 			var pfns uint64
@@ -29,7 +31,7 @@ func BenchmarkScan(b *testing.B) {
 // BenchmarkReadPages measures page data reads with ReadPages (64 pages at
 // a time) plus IsZero, as a writer would do.
 func BenchmarkReadPages(b *testing.B) {
-	c, _ := realCore(b, "UKDUMP_TEST_VMCORE")
+	c, _ := realCore(b, vmcoretest.Debian61)
 	const n = 64
 	buf := make([]byte, n*c.PageSize())
 	var bytes int64

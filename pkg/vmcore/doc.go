@@ -15,7 +15,7 @@
 //     struct pages in batches.
 //   - [Classifier] decides, from struct pages, which page frames a dump level
 //     excludes (cache, user, free, hwpoison, offline, unaccepted pages), for
-//     the struct page layouts of Linux 5.x to 7.x.
+//     the struct page layouts of Linux 6.1 to 7.x.
 //   - [Scanner] walks all page frames in chunks and yields the two kdump
 //     bitmaps (RAM and dumpable) per chunk, in bounded memory.
 //
@@ -25,5 +25,7 @@
 // The kernel log of the dead kernel is read by the subpackage printk.
 //
 // Nothing in this package panics on malformed input: every structure read
-// from the core is bounds-checked and errors name what was being read.
+// from the core is bounds-checked, and errors name what was being read and
+// wrap a [FormatError], so that callers can tell malformed input from I/O
+// errors with errors.As.
 package vmcore

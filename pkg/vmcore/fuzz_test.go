@@ -2,7 +2,8 @@ package vmcore_test
 
 import (
 	"bytes"
-	"encoding/binary"
+	"debug/elf"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -14,23 +15,19 @@ import (
 // smallCore is a seed for FuzzCore: the ELF header, program headers and
 // notes of the synthetic core, with PT_LOAD segments shrunk to the file.
 func smallCore(l synth.Layout) []byte {
-	b := synth.New(l).ELF()
-	b = b[:0x2000] // headers and notes only
-	le := binary.LittleEndian
-	n := int(le.Uint16(b[56:]))
-	for i := 0; i < n; i++ {
-		ph := b[64+i*56:]
-		if le.Uint32(ph) == 1 { // PT_LOAD: point into the header area
-			le.PutUint64(ph[8:], 0)
-			le.PutUint64(ph[32:], 0x1000)
-			le.PutUint64(ph[40:], 0x2000)
+	b := synth.New(l).ELF()[:0x2000] // headers and notes only
+	return patchELF(b, func(_ *elf.Header64, ph []elf.Prog64) {
+		for i := range ph {
+			if elf.ProgType(ph[i].Type) == elf.PT_LOAD { // point into the header area
+				ph[i].Off, ph[i].Filesz, ph[i].Memsz = 0, 0x1000, 0x2000
+			}
 		}
-	}
-	return b
+	})
 }
 
 // FuzzCore parses arbitrary ELF cores and exercises every reader on them:
-// nothing may panic or allocate without bound.
+// nothing may panic or allocate without bound, and a core that does not
+// parse is a *FormatError (the input is in memory: no I/O error can occur).
 func FuzzCore(f *testing.F) {
 	f.Add(smallCore(synth.Layout61))
 	f.Add(smallCore(synth.Layout73))
@@ -44,7 +41,11 @@ func fuzzCore(t *testing.T, data []byte) {
 	{
 		c, err := vmcore.NewCore(bytes.NewReader(data), int64(len(data)))
 		if err != nil {
+			mustFormatError(t, "NewCore", err)
 			return
+		}
+		if _, err := c.VMCOREINFO(); err != nil && !errors.Is(err, vmcore.ErrNoVMCOREINFO) {
+			mustFormatError(t, "VMCOREINFO", err)
 		}
 		_ = c.Segments()
 		_ = c.Notes()
@@ -83,7 +84,7 @@ func fuzzCore(t *testing.T, data []byte) {
 }
 
 // FuzzVMCOREINFO parses arbitrary note text; what parses must survive a
-// round trip through String.
+// round trip through String, what does not is a *FormatError.
 func FuzzVMCOREINFO(f *testing.F) {
 	f.Add([]byte(synth.Layout61.VMCOREINFO()))
 	f.Add([]byte(synth.Layout73.VMCOREINFO()))
@@ -91,6 +92,7 @@ func FuzzVMCOREINFO(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		v, err := vmcore.ParseVMCOREINFO(data)
 		if err != nil {
+			mustFormatError(t, "ParseVMCOREINFO", err)
 			return
 		}
 		_, _ = v.PageSize()
@@ -115,4 +117,11 @@ func FuzzVMCOREINFO(f *testing.F) {
 			t.Fatalf("NewClassifier: %v", err)
 		}
 	})
+}
+
+func mustFormatError(t *testing.T, what string, err error) {
+	t.Helper()
+	if fe := (*vmcore.FormatError)(nil); !errors.As(err, &fe) {
+		t.Fatalf("%s: %v: not a *FormatError", what, err)
+	}
 }

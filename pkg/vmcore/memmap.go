@@ -14,11 +14,6 @@ const (
 	maxSections          = 1 << 24
 )
 
-// ErrNoMemMap is returned (wrapped) when the struct pages of a page frame
-// cannot be read: its memory section is not present or the vmemmap is not
-// mapped there.
-var ErrNoMemMap = errors.New("no struct page")
-
 // MemMap locates the kernel's array of struct page (SPARSEMEM, as on every
 // x86_64 kernel) through mem_section and reads struct pages. It is not safe
 // for concurrent use (it owns a Translator).
@@ -44,7 +39,7 @@ func (c *Core) NewMemMap(t *Translator) (*MemMap, error) {
 			return fmt.Errorf("vmcore: VMCOREINFO lacks %s", kind)
 		}
 		if v < 0 || v > 1<<20 {
-			return fmt.Errorf("vmcore: VMCOREINFO %s=%d out of range", kind, v)
+			return fmt.Errorf("vmcore: %w", formatError(-1, "VMCOREINFO %s=%d out of range", kind, v))
 		}
 		return nil
 	}
@@ -72,8 +67,8 @@ func (c *Core) NewMemMap(t *Translator) (*MemMap, error) {
 		pageShift++
 	}
 	if pgSize < 8 || msSize < 8 || mapOff+8 > msSize || physBits > 64 || secBits <= int64(pageShift) || secBits > physBits {
-		return nil, fmt.Errorf("vmcore: inconsistent mem_section geometry: SIZE(page)=%d SIZE(mem_section)=%d OFFSET(section_mem_map)=%d SECTION_SIZE_BITS=%d MAX_PHYSMEM_BITS=%d",
-			pgSize, msSize, mapOff, secBits, physBits)
+		return nil, fmt.Errorf("vmcore: %w", formatError(-1, "inconsistent mem_section geometry: SIZE(page)=%d SIZE(mem_section)=%d OFFSET(section_mem_map)=%d SECTION_SIZE_BITS=%d MAX_PHYSMEM_BITS=%d",
+			pgSize, msSize, mapOff, secBits, physBits))
 	}
 	m := &MemMap{c: c, t: t, pageSize: uint64(pgSize), sectionBits: uint(secBits) - pageShift}
 	nrSections := uint64(1) << (uint(physBits) - uint(secBits))
@@ -84,13 +79,13 @@ func (c *Core) NewMemMap(t *Translator) (*MemMap, error) {
 	case uint64(roots) == nrSections:
 		extreme, perRoot = false, nrSections
 	default:
-		return nil, fmt.Errorf("vmcore: LENGTH(mem_section)=%d fits neither SPARSEMEM_EXTREME (%d roots) nor a static array (%d sections)",
-			roots, nrSections/perRoot, nrSections)
+		return nil, fmt.Errorf("vmcore: %w", formatError(-1, "LENGTH(mem_section)=%d fits neither SPARSEMEM_EXTREME (%d roots) nor a static array (%d sections)",
+			roots, nrSections/perRoot, nrSections))
 	}
 	used := (c.MaxPFN() + (1 << m.sectionBits) - 1) >> m.sectionBits
 	used = min(used, nrSections)
 	if used > maxSections {
-		return nil, fmt.Errorf("vmcore: %d memory sections: too many", used)
+		return nil, fmt.Errorf("vmcore: %w", formatError(-1, "%d memory sections: too many", used))
 	}
 	m.memmap = make([]uint64, used)
 	le := binary.LittleEndian

@@ -2,14 +2,9 @@ package vmcore
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"sort"
 )
-
-// ErrNotRAM is returned (wrapped) when a physical address is in no PT_LOAD
-// segment.
-var ErrNotRAM = errors.New("not in any PT_LOAD segment")
 
 // ReadPhys reads len(buf) bytes of physical memory at paddr. Bytes in the
 // zero-filled tail of a segment (memsz > filesz) read as zeros; a byte in no

@@ -7,23 +7,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/ukdump/ukdump/internal/vmcoretest"
 )
 
-// realCore opens the vmcore named by env (UKDUMP_TEST_VMCORE for the Linux
-// 6.1 core, UKDUMP_TEST_VMCORE_612 for the Debian 6.12 one,
-// UKDUMP_TEST_VMCORE_73 for the Linux 7.3 one) or skips.
+// realCore opens the real vmcore named by env (see vmcoretest) or skips.
 func realCore(t testing.TB, env string) (*Core, string) {
 	t.Helper()
-	path := os.Getenv(env)
-	if path == "" {
-		t.Skipf("%s not set", env)
-	}
-	c, err := Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c, path
+	return vmcoretest.Open(t, env, Open)
 }
 
 // scanAll runs a Scanner over the whole core, calling fn per chunk.
@@ -49,7 +40,7 @@ func scanAll(t testing.TB, c *Core, level Level, fn func(ch *Chunk)) *Scanner {
 }
 
 func TestRealCores(t *testing.T) {
-	for _, env := range []string{"UKDUMP_TEST_VMCORE", "UKDUMP_TEST_VMCORE_612", "UKDUMP_TEST_VMCORE_73"} {
+	for _, env := range vmcoretest.All() {
 		t.Run(env, func(t *testing.T) {
 			c, _ := realCore(t, env)
 			info, err := c.VMCOREINFO()
@@ -122,7 +113,7 @@ func readKdump(t *testing.T, path string) *kdumpFile {
 // its shared zero page must be exactly those IsZero finds among them
 // (makedumpfile keeps zero pages in bitmap 2, pointing at one zero page).
 func TestMakedumpfileAgreement(t *testing.T) {
-	c, path := realCore(t, "UKDUMP_TEST_VMCORE")
+	c, path := realCore(t, vmcoretest.Debian61)
 	mdf, err := exec.LookPath("makedumpfile")
 	if err != nil {
 		t.Skip("makedumpfile not installed")
@@ -238,7 +229,7 @@ func nrFreePages(t *testing.T, c *Core) uint64 {
 // classifier against the kernel's own NR_FREE_PAGES counters (per-CPU page
 // lists are neither: both are kept).
 func TestFreePagesMatchKernelCounter(t *testing.T) {
-	for _, env := range []string{"UKDUMP_TEST_VMCORE", "UKDUMP_TEST_VMCORE_612", "UKDUMP_TEST_VMCORE_73"} {
+	for _, env := range vmcoretest.All() {
 		t.Run(env, func(t *testing.T) {
 			c, _ := realCore(t, env)
 			want := nrFreePages(t, c)

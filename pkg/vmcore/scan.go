@@ -1,7 +1,6 @@
 package vmcore
 
 import (
-	"errors"
 	"fmt"
 )
 
@@ -83,7 +82,7 @@ func (c *Core) NewScanner(level Level, chunkPFNs int) (*Scanner, error) {
 		return s, nil
 	}
 	if s.mm.StructPageSize() != s.cl.size {
-		return nil, errors.New("vmcore: inconsistent struct page size")
+		return nil, fmt.Errorf("vmcore: %w", formatError(-1, "inconsistent struct page size"))
 	}
 	s.buf = make([]byte, batchPFNs*s.cl.size)
 	return s, nil

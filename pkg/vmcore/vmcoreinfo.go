@@ -31,7 +31,8 @@ type VMCOREINFO struct {
 // ParseVMCOREINFO parses the payload of a VMCOREINFO note. Trailing NUL
 // bytes are ignored. A non-empty line without '=' or a malformed value of a
 // known kind (SYMBOL, SIZE, OFFSET, LENGTH, NUMBER, PAGESIZE, CRASHTIME,
-// KERNELOFFSET) is an error naming the line.
+// KERNELOFFSET) is a *FormatError naming the line (its Off is the line's
+// offset in data).
 func ParseVMCOREINFO(data []byte) (*VMCOREINFO, error) {
 	data = bytes.TrimRight(data, "\x00")
 	v := &VMCOREINFO{
@@ -42,17 +43,20 @@ func ParseVMCOREINFO(data []byte) (*VMCOREINFO, error) {
 		lengths: make(map[string]int64),
 		numbers: make(map[string]int64),
 	}
+	off := 0
 	for i, line := range strings.Split(string(data), "\n") {
+		lineOff := int64(off)
+		off += len(line) + 1
 		line = strings.TrimRight(line, "\r")
 		if line == "" {
 			continue
 		}
 		key, val, ok := strings.Cut(line, "=")
 		if !ok || key == "" {
-			return nil, fmt.Errorf("vmcoreinfo line %d: %q: not KEY=VALUE", i+1, truncate(line))
+			return nil, formatError(lineOff, "vmcoreinfo line %d: %q: not KEY=VALUE", i+1, truncate(line))
 		}
 		if err := v.add(key, val); err != nil {
-			return nil, fmt.Errorf("vmcoreinfo line %d: %w", i+1, err)
+			return nil, &FormatError{Off: lineOff, Msg: fmt.Sprintf("vmcoreinfo line %d", i+1), Err: err}
 		}
 	}
 	return v, nil

@@ -18,10 +18,6 @@ const (
 	size1G     = 1 << 30
 )
 
-// ErrNotMapped is returned (wrapped) when a virtual address has no present
-// mapping in the dead kernel's page tables.
-var ErrNotMapped = errors.New("not mapped")
-
 // Translator translates x86_64 kernel virtual addresses to physical
 // addresses by walking the dead kernel's page tables (4 or 5 levels, 1 GiB
 // and 2 MiB pages). It caches the last 2 MiB translation and page table, so
@@ -74,7 +70,7 @@ func NewTranslator(mem PhysReader, info *VMCOREINFO) (*Translator, error) {
 		return nil, errors.New("vmcore: VMCOREINFO lacks NUMBER(phys_base)")
 	}
 	if top < startKernelMap {
-		return nil, fmt.Errorf("vmcore: page table root %#x is not a kernel text address", top)
+		return nil, fmt.Errorf("vmcore: %w", formatError(-1, "page table root %#x is not a kernel text address", top))
 	}
 	t := &Translator{mem: mem, root: top - startKernelMap + physBase, levels: 4, addrMask: pteMask}
 	if l5, ok := info.Number("pgtable_l5_enabled"); ok && l5 != 0 {
@@ -84,7 +80,7 @@ func NewTranslator(mem PhysReader, info *VMCOREINFO) (*Translator, error) {
 		t.addrMask &^= uint64(sme)
 	}
 	if t.root&0xfff != 0 {
-		return nil, fmt.Errorf("vmcore: page table root %#x is not page aligned", t.root)
+		return nil, fmt.Errorf("vmcore: %w", formatError(offset(t.root), "page table root %#x is not page aligned", t.root))
 	}
 	return t, nil
 }
@@ -95,6 +91,17 @@ func (t *Translator) entry(table uint64, index uint64) (uint64, error) {
 		return 0, err
 	}
 	return binary.LittleEndian.Uint64(b[:]), nil
+}
+
+// tableError wraps the error of reading a page table at paddr for vaddr:
+// a table outside the dump's memory (ErrNotRAM) means a corrupt entry or
+// root, a FormatError; other errors (I/O) stay as they are.
+func tableError(vaddr, paddr uint64, err error) error {
+	msg := fmt.Sprintf("virtual address %#x: page table", vaddr)
+	if errors.Is(err, ErrNotRAM) {
+		return &FormatError{Off: offset(paddr), Msg: msg, Err: err}
+	}
+	return fmt.Errorf("%s: %w", msg, err)
 }
 
 // resolve fills the cache for the 2 MiB region holding vaddr.
@@ -108,7 +115,7 @@ func (t *Translator) resolve(vaddr uint64) error {
 	for ; shift > 21; shift -= 9 {
 		e, err := t.entry(table, (vaddr>>shift)&511)
 		if err != nil {
-			return fmt.Errorf("virtual address %#x: page table: %w", vaddr, err)
+			return tableError(vaddr, table, err)
 		}
 		if e&ptePresent == 0 {
 			return fmt.Errorf("virtual address %#x: %w", vaddr, ErrNotMapped)
@@ -122,7 +129,7 @@ func (t *Translator) resolve(vaddr uint64) error {
 	}
 	e, err := t.entry(table, (vaddr>>21)&511) // PMD
 	if err != nil {
-		return fmt.Errorf("virtual address %#x: page table: %w", vaddr, err)
+		return tableError(vaddr, table, err)
 	}
 	if e&ptePresent == 0 {
 		return fmt.Errorf("virtual address %#x: %w", vaddr, ErrNotMapped)
@@ -135,7 +142,7 @@ func (t *Translator) resolve(vaddr uint64) error {
 	pt := e & t.addrMask
 	var b [4096]byte
 	if err := t.mem.ReadPhys(b[:], pt); err != nil {
-		return fmt.Errorf("virtual address %#x: page table: %w", vaddr, err)
+		return tableError(vaddr, pt, err)
 	}
 	for i := range t.regPTE {
 		t.regPTE[i] = binary.LittleEndian.Uint64(b[i*8:])

@@ -5,7 +5,9 @@
 // atomic_long_t), and formats it like `makedumpfile --dump-dmesg`.
 //
 // Memory use is bounded: descriptors and texts are read one record at a
-// time, whatever the size of the ring buffer.
+// time, whatever the size of the ring buffer. A corrupt ring buffer or
+// inconsistent VMCOREINFO is an error wrapping a *vmcore.FormatError, as in
+// package vmcore.
 package printk
 
 import (
@@ -112,7 +114,7 @@ func newLayout(info *vmcore.VMCOREINFO) (*layout, error) {
 	}
 	if l.descState+l.counter+8 > l.descSize || l.descText+l.lposBegin+8 > l.descSize || l.descText+l.lposNext+8 > l.descSize ||
 		l.infoSeq+8 > l.infoSize || l.infoTS+8 > l.infoSize || l.infoLen+2 > l.infoSize {
-		return nil, errors.New("printk: inconsistent VMCOREINFO: field offsets beyond struct sizes")
+		return nil, &vmcore.FormatError{Off: -1, Msg: "printk: inconsistent VMCOREINFO: field offsets beyond struct sizes"}
 	}
 	return l, nil
 }
@@ -165,7 +167,7 @@ func openRing(mem Memory, info *vmcore.VMCOREINFO) (*ring, error) {
 		}
 	}
 	if r.count > maxCountBits || r.dataSize > maxSizeBits {
-		return nil, fmt.Errorf("printk: implausible ring buffer: count_bits %d, size_bits %d", r.count, r.dataSize)
+		return nil, &vmcore.FormatError{Off: -1, Msg: fmt.Sprintf("printk: implausible ring buffer: count_bits %d, size_bits %d", r.count, r.dataSize)}
 	}
 	r.count, r.dataSize = 1<<r.count, 1<<r.dataSize
 	r.desc = make([]byte, l.descSize)
@@ -237,7 +239,7 @@ func Records(mem Memory, info *vmcore.VMCOREINFO, fn func(*Record) error) error 
 	head := r.head & descIDMask
 	for n := uint64(0); ; n++ {
 		if n > r.count {
-			return fmt.Errorf("printk: more than %d records from tail %d to head %d: corrupt ring buffer", r.count, r.tail, r.head)
+			return &vmcore.FormatError{Off: -1, Msg: fmt.Sprintf("printk: more than %d records from tail %d to head %d: corrupt ring buffer", r.count, r.tail, r.head)}
 		}
 		ok, err := r.record(id, &rec)
 		if err != nil {

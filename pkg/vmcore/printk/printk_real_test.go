@@ -7,20 +7,15 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/ukdump/ukdump/internal/vmcoretest"
 	"github.com/ukdump/ukdump/pkg/vmcore"
 )
 
+// openReal opens the real vmcore named by env (see vmcoretest), or skips,
+// with what reading its log needs.
 func openReal(t *testing.T, env string) (*vmcore.Core, *vmcore.VMCOREINFO, *vmcore.Translator, string) {
 	t.Helper()
-	path := os.Getenv(env)
-	if path == "" {
-		t.Skipf("%s not set", env)
-	}
-	c, err := vmcore.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
+	c, path := vmcoretest.Open(t, env, vmcore.Open)
 	info, err := c.VMCOREINFO()
 	if err != nil {
 		t.Fatal(err)
@@ -57,7 +52,7 @@ func makedumpfileDmesg(t *testing.T, path string) []byte {
 }
 
 func TestDmesgMatchesMakedumpfile(t *testing.T) {
-	_, info, tr, path := openReal(t, "UKDUMP_TEST_VMCORE")
+	_, info, tr, path := openReal(t, vmcoretest.Debian61)
 	want := makedumpfileDmesg(t, path)
 	var got bytes.Buffer
 	if err := Dump(&got, tr, info, Options{}); err != nil {
@@ -76,7 +71,7 @@ func TestDmesgMatchesMakedumpfile(t *testing.T) {
 }
 
 func TestDmesg73(t *testing.T) {
-	_, info, tr, path := openReal(t, "UKDUMP_TEST_VMCORE_73")
+	_, info, tr, path := openReal(t, vmcoretest.Linux73)
 	var got bytes.Buffer
 	if err := Dump(&got, tr, info, Options{}); err != nil {
 		t.Fatal(err)

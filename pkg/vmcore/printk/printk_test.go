@@ -167,3 +167,32 @@ func FuzzPrintk(f *testing.F) {
 		}
 	})
 }
+
+// TestFormatErrors checks that a corrupt ring buffer and inconsistent
+// VMCOREINFO give a *vmcore.FormatError.
+func TestFormatErrors(t *testing.T) {
+	const base = 0xffff888000000000
+	info := fuzzInfo(t)
+	noop := func(*Record) error { return nil }
+	bigRing := fuzzSeed()
+	binary.LittleEndian.PutUint32(bigRing[0x100:], maxCountBits+1) // count_bits
+	bad, err := vmcore.ParseVMCOREINFO([]byte(strings.Replace(info.String(), "SIZE(printk_info)=88", "SIZE(printk_info)=8", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		info *vmcore.VMCOREINFO
+		mem  []byte
+		want string
+	}{
+		{"count_bits", info, bigRing, "implausible ring buffer"},
+		{"SIZE(printk_info)", bad, fuzzSeed(), "inconsistent VMCOREINFO"},
+	} {
+		err := Records(&mapMemory{base: base, mem: tc.mem}, tc.info, noop)
+		var fe *vmcore.FormatError
+		if !errors.As(err, &fe) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want a *vmcore.FormatError saying %q", tc.name, err, tc.want)
+		}
+	}
+}

@@ -70,7 +70,6 @@ const (
 )
 
 // Layout is a struct page layout: Linux 6.1 or 7.3 style.
-// Layout is a struct page layout: Linux 6.1 or 7.3 style.
 type Layout struct {
 	name                              string
 	v73, l5                           bool
