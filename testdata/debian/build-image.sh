@@ -21,6 +21,8 @@
 #   vmlinuz       the installed kernel, initrd.img its initramfs (copies of
 #                 /boot, for QEMU's direct kernel boot: no bootloader)
 #   release       the kernel release; uuid  the root filesystem UUID
+#   kernel.deb    the installed kernel's package, as debootstrap fetched it,
+#                 for tests that reinstall it (the kernel hooks)
 #   .complete     written last
 # stdout: exactly one line, that directory. Chatter goes to stderr.
 #
@@ -110,6 +112,8 @@ cp "$root/boot/vmlinuz-$release" "$work/vmlinuz"
 cp "$root/boot/initrd.img-$release" "$work/initrd.img"
 echo "$release" >"$work/release"
 echo "$uuid" >"$work/uuid"
+cp "$root/var/cache/apt/archives/linux-image-${release}_"*.deb "$work/kernel.deb" ||
+	die "no package of linux-image-$release in the debootstrap cache"
 rm -rf "$root/var/cache/apt/archives"/*.deb "$root/var/lib/apt/lists"/*_Packages
 mkfs.ext4 -q -F -U "$uuid" -L root -d "$root" "$work/root.img" 3G >&2
 rm -rf "$root"
