@@ -131,12 +131,21 @@ func Run(ctx context.Context, cfg *config.Init, env Env) (res *Result, err error
 	return &Result{Dir: rel, Bytes: n, Took: took}, nil
 }
 
+// maxUnreadableLogged bounds the lines about unreadable pages: a bad DIMM
+// can make thousands, and the console is slow.
+const maxUnreadableLogged = 10
+
+// dmesgLimit bounds the kernel log extraction: a healthy ring is read in
+// well under a second; one that takes longer is damaged, and the dump
+// itself matters more.
+const dmesgLimit = 60 * time.Second
+
 // writeDump writes the kernel log first, so that it survives even if the
 // dump does not, then the filtered, compressed dump.
 func writeDump(core *vmcore.Core, d config.Dump, env Env, dir string) (int64, time.Duration, error) {
 	start := time.Now()
 	err := dumpdir.WriteFile(dir, "vmcore-dmesg.txt", func(f *os.File) error {
-		return collector.Dmesg(core, f)
+		return collector.Dmesg(core, f, collector.DmesgOptions{Kick: env.Kick, Limit: dmesgLimit})
 	})
 	if err != nil {
 		env.Log.Printf("warning: no vmcore-dmesg.txt: %v", err)
@@ -152,6 +161,7 @@ func writeDump(core *vmcore.Core, d config.Dump, env Env, dir string) (int64, ti
 		return 0, 0, fmt.Errorf("size of the vmcore: %w", err)
 	}
 	warnSpace(env, dir, st.Size())
+	unreadable := 0
 	o := collector.Options{
 		Level:       vmcore.Level(d.Level),
 		Compression: comp,
@@ -160,6 +170,12 @@ func writeDump(core *vmcore.Core, d config.Dump, env Env, dir string) (int64, ti
 			env.Log.Progressf("%s", p)
 			if env.Kick != nil {
 				env.Kick()
+			}
+		},
+		Unreadable: func(pfn uint64, err error) {
+			unreadable++
+			if unreadable <= maxUnreadableLogged {
+				env.Log.Printf("warning: page %#x unreadable, recorded as missing: %v", pfn, err)
 			}
 		},
 	}
@@ -174,6 +190,9 @@ func writeDump(core *vmcore.Core, d config.Dump, env Env, dir string) (int64, ti
 			env.Log.Printf("warning: %s", w)
 		}
 		env.Log.Printf("pages: %s; %d written, %d of them zero", res.Stats.String(), res.Writer.Written, res.Writer.ZeroPages)
+		if res.Writer.Missing > 0 {
+			env.Log.Printf("warning: %d pages could not be read; the dump records them as missing and is marked incomplete", res.Writer.Missing)
+		}
 	}
 	if err != nil {
 		return 0, 0, err

@@ -1,6 +1,8 @@
 package capture
 
 import (
+	"github.com/ukdump/ukdump/internal/vmcoretest"
+
 	"bytes"
 	"encoding/binary"
 	"errors"
@@ -43,42 +45,10 @@ func fakeTarget(t *testing.T) blockdev.Sys {
 // 2024-05-06 07:08:09 UTC, names the dump directory.
 const crashInfo = "OSRELEASE=6.1.0-test\nPAGESIZE=4096\nCRASHTIME=1714979289\n"
 
-// writeCore writes an ELF vmcore with the VMCOREINFO note info and one
-// PT_LOAD holding mem at physical address 0: enough for the collector,
-// which without the kernel's symbols leaves out only zero pages.
+// writeCore writes a synthetic ELF vmcore (vmcoretest.Synthetic).
 func writeCore(t *testing.T, name, info string, mem []byte) {
 	t.Helper()
-	le := binary.LittleEndian
-	note := make([]byte, 12, 12+12+len(info)+3)
-	le.PutUint32(note[0:], uint32(len("VMCOREINFO")+1))
-	le.PutUint32(note[4:], uint32(len(info)))
-	note = append(note, "VMCOREINFO\x00\x00"...)
-	note = append(note, info...)
-	note = append(note, make([]byte, -len(info)&3)...)
-	const phoff, memOff = 64, 4096
-	b := make([]byte, memOff+len(mem))
-	copy(b, "\x7fELF\x02\x01\x01")
-	le.PutUint16(b[16:], 4)  // ET_CORE
-	le.PutUint16(b[18:], 62) // EM_X86_64
-	le.PutUint32(b[20:], 1)
-	le.PutUint64(b[32:], phoff)
-	le.PutUint16(b[52:], 64)
-	le.PutUint16(b[54:], 56)
-	le.PutUint16(b[56:], 2)
-	noteOff := phoff + 2*56
-	for i, ph := range []struct {
-		typ       uint32
-		off, size int
-	}{{4, noteOff, len(note)}, {1, memOff, len(mem)}} {
-		p := b[phoff+i*56:]
-		le.PutUint32(p[0:], ph.typ)
-		le.PutUint64(p[8:], uint64(ph.off))
-		le.PutUint64(p[32:], uint64(ph.size))
-		le.PutUint64(p[40:], uint64(ph.size))
-	}
-	copy(b[noteOff:], note)
-	copy(b[memOff:], mem)
-	if err := os.WriteFile(name, b, 0o600); err != nil {
+	if err := os.WriteFile(name, vmcoretest.Synthetic(info, mem), 0o600); err != nil {
 		t.Fatal(err)
 	}
 }

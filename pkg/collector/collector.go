@@ -29,6 +29,9 @@ type Options struct {
 	// while pages are written, and once at the end.
 	Progress func(Progress)
 	Every    time.Duration
+	// Unreadable, if set, is told of each page that could not be read; the
+	// dump records it as missing (Stats.Missing) and goes on.
+	Unreadable func(pfn uint64, err error)
 }
 
 // Progress is a snapshot of a dump being written.
@@ -81,13 +84,23 @@ type pageWriter interface {
 	SetBitmaps(diskdump.BitmapSource) error
 	NextPFN() (uint64, bool)
 	WritePage(pfn uint64, data []byte) error
+	WriteMissing(pfn uint64) error
 	Stats() diskdump.Stats
 	Close() error
 	Abort() error
 }
 
-// Dmesg writes the dead kernel's log, in makedumpfile --dump-dmesg's format.
-func Dmesg(core *vmcore.Core, w io.Writer) error {
+// DmesgOptions bound the kernel log extraction in the crash kernel.
+type DmesgOptions struct {
+	// Kick is called as the walk goes on, for a stall watchdog.
+	Kick func()
+	// Limit stops the walk with an error once it has run this long
+	// (0: no limit). A damaged ring must not hold up the dump.
+	Limit time.Duration
+}
+
+// Dmesg writes the dead kernel's log as makedumpfile --dump-dmesg does.
+func Dmesg(core *vmcore.Core, w io.Writer, o DmesgOptions) error {
 	info, err := core.VMCOREINFO()
 	if err != nil {
 		return fmt.Errorf("collector: dmesg: %w", err)
@@ -96,7 +109,17 @@ func Dmesg(core *vmcore.Core, w io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("collector: dmesg: %w", err)
 	}
-	if err := printk.Dump(w, t, info, printk.Options{}); err != nil {
+	start := time.Now()
+	check := func() error {
+		if o.Kick != nil {
+			o.Kick()
+		}
+		if o.Limit > 0 && time.Since(start) > o.Limit {
+			return fmt.Errorf("kernel log not read within %s", o.Limit)
+		}
+		return nil
+	}
+	if err := printk.Dump(w, t, info, printk.Options{Check: check}); err != nil {
 		return fmt.Errorf("collector: dmesg: %w", err)
 	}
 	return nil
@@ -173,7 +196,16 @@ func copyPages(core *vmcore.Core, w pageWriter, o Options, src *source, start ti
 		if err := core.ReadPages(pfn, n, buf[:n*ps]); err != nil {
 			n = 1
 			if err := core.ReadPage(pfn, buf[:ps]); err != nil {
-				return fmt.Errorf("read page %#x: %w", pfn, err)
+				// One unreadable page (a memory error in the dead
+				// machine) must not cost the rest of the dump: it is
+				// recorded as missing and the dump goes on.
+				if o.Unreadable != nil {
+					o.Unreadable(pfn, err)
+				}
+				if err := w.WriteMissing(pfn); err != nil {
+					return err
+				}
+				n = 0 // nothing read: the run below is empty
 			}
 		}
 		used := 0
@@ -186,9 +218,12 @@ func copyPages(core *vmcore.Core, w pageWriter, o Options, src *source, start ti
 				break
 			}
 		}
-		if used == n {
+		switch {
+		case n == 0:
+			n = 1
+		case used == n:
 			n = min(2*n, run)
-		} else {
+		default:
 			n = max(1, used)
 		}
 		if time.Since(last) >= every {

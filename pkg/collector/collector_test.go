@@ -2,9 +2,12 @@ package collector
 
 import (
 	"bytes"
+	"encoding/binary"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/ukdump/ukdump/internal/vmcoretest"
@@ -66,7 +69,7 @@ func TestWriteRealKeepsPagesExactly(t *testing.T) {
 				}
 				d.Close()
 				var b1, b2 strings.Builder
-				if err := Dmesg(core, &b1); err != nil {
+				if err := Dmesg(core, &b1, DmesgOptions{}); err != nil {
 					t.Fatal(err)
 				}
 				if err := DmesgFile(out, &b2); err != nil {
@@ -116,5 +119,79 @@ func TestProgressString(t *testing.T) {
 	p := Progress{Scanned: 100, Kept: 40, Written: 10, Out: 3 << 20, PageSize: 1 << 20, Elapsed: 2e9}
 	if got := p.String(); got != "scanned 100 pages, kept 40, written 10 (25%), 3 MiB out, 5.2 MB/s, ETA 6s" {
 		t.Errorf("String = %q", got)
+	}
+}
+
+// failingAt is a vmcore whose bytes in [from, to) cannot be read, as a
+// page of /proc/vmcore over a memory error.
+type failingAt struct {
+	b        []byte
+	from, to int64
+}
+
+func (f failingAt) ReadAt(p []byte, off int64) (int, error) {
+	if off < f.to && off+int64(len(p)) > f.from {
+		return 0, syscall.EIO
+	}
+	return bytes.NewReader(f.b).ReadAt(p, off)
+}
+
+// TestUnreadablePage: a page that cannot be read is recorded as missing
+// (readers report it missing, not as zeros), the pages after it are still
+// dumped, and the dump is marked incomplete; it once aborted the whole dump.
+func TestUnreadablePage(t *testing.T) {
+	mem := make([]byte, 3*4096)
+	copy(mem, strings.Repeat("first page ", 300))
+	copy(mem[4096:], strings.Repeat("second page ", 300))
+	copy(mem[2*4096:], strings.Repeat("third page ", 300))
+	img := vmcoretest.Synthetic("OSRELEASE=6.1.0\nPAGESIZE=4096\n", mem)
+	src := failingAt{b: img, from: vmcoretest.SyntheticDataOffset + 4096, to: vmcoretest.SyntheticDataOffset + 8192}
+	core, err := vmcore.NewCore(src, int64(len(img)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, elf := range []bool{false, true} {
+		out := filepath.Join(t.TempDir(), "dump")
+		f, err := os.Create(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var bad []uint64
+		res, err := Write(core, f, Options{Level: 0, Compression: diskdump.Snappy, ELF: elf,
+			Unreadable: func(pfn uint64, err error) { bad = append(bad, pfn) }})
+		f.Close()
+		if err != nil {
+			t.Fatalf("elf=%v: Write: %v", elf, err)
+		}
+		if res.Writer.Missing != 1 || len(bad) != 1 || bad[0] != 1 || res.Writer.Written != 3 {
+			t.Fatalf("elf=%v: missing %d, reported %v, written %d; want pfn 1 missing, 3 written", elf, res.Writer.Missing, bad, res.Writer.Written)
+		}
+		if elf {
+			ef, err := os.ReadFile(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if flags := binary.LittleEndian.Uint32(ef[48:]); flags&1 == 0 {
+				t.Errorf("ELF core with a missing page not marked incomplete (e_flags %#x)", flags)
+			}
+			continue
+		}
+		d, err := diskdump.OpenFile(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !d.Incomplete() {
+			t.Error("dump with a missing page not marked incomplete")
+		}
+		page := make([]byte, 4096)
+		if err := d.ReadPage(1, page); !errors.Is(err, diskdump.ErrPageIncomplete) {
+			t.Errorf("missing page reads as %v, want ErrPageIncomplete", err)
+		}
+		for _, pfn := range []uint64{0, 2} {
+			if err := d.ReadPage(pfn, page); err != nil || !bytes.Equal(page, mem[pfn*4096:(pfn+1)*4096]) {
+				t.Errorf("pfn %d after the missing page: %v", pfn, err)
+			}
+		}
+		d.Close()
 	}
 }

@@ -60,7 +60,7 @@ func DmesgFile(name string, w io.Writer) error {
 			return err
 		}
 		defer core.Close()
-		return Dmesg(core, w)
+		return Dmesg(core, w, DmesgOptions{})
 	}
 	d, err := diskdump.OpenFile(name)
 	if err != nil {

@@ -299,6 +299,19 @@ func (e *ELFWriter) WritePage(pfn uint64, data []byte) error {
 	return nil
 }
 
+// WriteMissing records that the page of pfn, the next dumpable one, could
+// not be read. ELF has no way to mark one page missing, so its bytes are
+// zeros and the core stays marked incomplete (e_flags
+// DUMP_ELF_INCOMPLETE), so no reader takes it for a whole dump.
+func (e *ELFWriter) WriteMissing(pfn uint64) error {
+	if err := e.WritePage(pfn, e.zero); err != nil {
+		return err
+	}
+	e.stats.ZeroPages--
+	e.stats.Missing++
+	return nil
+}
+
 // Close writes the remaining program headers and marks the core complete.
 // If some dumpable pages were not written it behaves like Abort and
 // returns an error wrapping ErrIncompleteDump.
@@ -336,7 +349,7 @@ func (e *ELFWriter) Close() error {
 	if err := e.phdrs.flush(); err != nil {
 		return fmt.Errorf("diskdump: write program headers: %w", err)
 	}
-	return e.writeEhdr(false)
+	return e.writeEhdr(e.stats.Missing > 0)
 }
 
 // Abort flushes what was written and leaves the core marked incomplete

@@ -52,6 +52,7 @@ type Stats struct {
 	RawPages   uint64 // non-zero pages stored uncompressed
 	InputBytes uint64 // page bytes passed to WritePage
 	DataBytes  uint64 // page data bytes stored in the file
+	Missing    uint64 // dumpable pages recorded as missing (WriteMissing)
 }
 
 // Writer writes a kdump-compressed dump to an io.WriterAt (a file or a
@@ -194,26 +195,11 @@ func (w *Writer) Stats() Stats { return w.stats }
 // WritePage stores the page of pfn, which must be the next dumpable pfn
 // (see NextPFN). data must be exactly one page; it is not retained.
 func (w *Writer) WritePage(pfn uint64, data []byte) error {
-	if w.state != stateBitmaps {
-		return errors.New("diskdump: WritePage before SetBitmaps or after Close")
-	}
-	if w.err != nil {
-		return w.err
+	if err := w.checkNext(pfn); err != nil {
+		return err
 	}
 	if len(data) != w.h.PageSize {
 		return fmt.Errorf("diskdump: page %#x: %d bytes, want %d", pfn, len(data), w.h.PageSize)
-	}
-	if w.next >= w.h.MaxPFN {
-		return fmt.Errorf("diskdump: page %#x: all dumpable pages already written", pfn)
-	}
-	if pfn != w.next {
-		return fmt.Errorf("diskdump: page %#x written, next dumpable pfn is %#x", pfn, w.next)
-	}
-	if w.stats.Written >= w.stats.Dumpable {
-		// The descriptor table is full: the source returned more
-		// dumpable pages than when SetBitmaps counted them.
-		return fmt.Errorf("diskdump: page %#x: bitmap source changed: more than %d dumpable pages",
-			pfn, w.stats.Dumpable)
 	}
 	d := w.pd[:]
 	clear(d)
@@ -245,6 +231,50 @@ func (w *Writer) WritePage(pfn uint64, data []byte) error {
 		}
 		w.stats.DataBytes += uint64(len(out))
 	}
+	w.stats.InputBytes += uint64(len(data))
+	return w.advance(pfn, d)
+}
+
+// WriteMissing records that the page of pfn, the next dumpable one, could
+// not be read (a memory error in the dead machine, an I/O error of
+// /proc/vmcore). Its descriptor gets offset 0, which crash, makedumpfile,
+// libkdumpfile and Reader take as a page missing from the dump, never as
+// zeros; the header stays marked incomplete; the rest of the dump goes on.
+func (w *Writer) WriteMissing(pfn uint64) error {
+	if err := w.checkNext(pfn); err != nil {
+		return err
+	}
+	d := w.pd[:]
+	clear(d)
+	w.stats.Missing++
+	return w.advance(pfn, d)
+}
+
+// checkNext refuses a page that is not the next dumpable one.
+func (w *Writer) checkNext(pfn uint64) error {
+	if w.state != stateBitmaps {
+		return errors.New("diskdump: WritePage before SetBitmaps or after Close")
+	}
+	if w.err != nil {
+		return w.err
+	}
+	if w.next >= w.h.MaxPFN {
+		return fmt.Errorf("diskdump: page %#x: all dumpable pages already written", pfn)
+	}
+	if pfn != w.next {
+		return fmt.Errorf("diskdump: page %#x written, next dumpable pfn is %#x", pfn, w.next)
+	}
+	if w.stats.Written >= w.stats.Dumpable {
+		// The descriptor table is full: the source returned more
+		// dumpable pages than when SetBitmaps counted them.
+		return fmt.Errorf("diskdump: page %#x: bitmap source changed: more than %d dumpable pages",
+			pfn, w.stats.Dumpable)
+	}
+	return nil
+}
+
+// advance appends the descriptor d of pfn and moves to the next dumpable pfn.
+func (w *Writer) advance(pfn uint64, d []byte) error {
 	if w.desc.full(pageDescSize) {
 		// Descriptors must never point at data not yet in the file.
 		if err := w.flush(w.data); err != nil {
@@ -255,7 +285,6 @@ func (w *Writer) WritePage(pfn uint64, data []byte) error {
 		return err
 	}
 	w.stats.Written++
-	w.stats.InputBytes += uint64(len(data))
 	next, err := w.cur.nextDumpable(pfn + 1)
 	if err != nil {
 		w.err = err
@@ -308,7 +337,9 @@ func (w *Writer) Close() error {
 	if err := w.flush(w.desc); err != nil {
 		return err
 	}
-	return w.writeHeader(false)
+	// Pages recorded as missing keep the dump marked incomplete, as
+	// readers expect when a descriptor has offset 0.
+	return w.writeHeader(w.stats.Missing > 0)
 }
 
 // Abort flushes what was written, zeroes the descriptors of the pages not

@@ -229,7 +229,12 @@ func (r *ring) record(id uint64, rec *Record) (bool, error) {
 // Records calls fn for each committed record of the ring buffer, oldest
 // first, as makedumpfile does: descriptors from tail_id to head_id. The
 // Record and its Text are reused after fn returns.
-func Records(mem Memory, info *vmcore.VMCOREINFO, fn func(*Record) error) error {
+//
+// The walk is bounded by the distance from tail to head, which a ring of
+// 1<<count_bits descriptors keeps below its size; a corrupt ring claiming
+// more is refused before anything is read. opt.Check, when set, is called
+// every checkEvery descriptors and stops the walk with its error.
+func Records(mem Memory, info *vmcore.VMCOREINFO, opt Options, fn func(*Record) error) error {
 	r, err := openRing(mem, info)
 	if err != nil {
 		return err
@@ -237,9 +242,14 @@ func Records(mem Memory, info *vmcore.VMCOREINFO, fn func(*Record) error) error 
 	var rec Record
 	id := r.tail & descIDMask
 	head := r.head & descIDMask
-	for n := uint64(0); ; n++ {
-		if n > r.count {
-			return &vmcore.FormatError{Off: -1, Msg: fmt.Sprintf("printk: more than %d records from tail %d to head %d: corrupt ring buffer", r.count, r.tail, r.head)}
+	if dist := (head - id) & descIDMask; dist >= r.count {
+		return &vmcore.FormatError{Off: -1, Msg: fmt.Sprintf("printk: tail %d to head %d spans %d descriptors, more than the ring's %d: corrupt ring buffer", r.tail, r.head, dist+1, r.count)}
+	}
+	for n := 0; ; n++ {
+		if opt.Check != nil && n%checkEvery == checkEvery-1 {
+			if err := opt.Check(); err != nil {
+				return fmt.Errorf("printk: after %d records: %w", n, err)
+			}
 		}
 		ok, err := r.record(id, &rec)
 		if err != nil {
@@ -257,12 +267,20 @@ func Records(mem Memory, info *vmcore.VMCOREINFO, fn func(*Record) error) error 
 	}
 }
 
+// checkEvery is how often Records calls Options.Check: often enough that a
+// time limit holds to a fraction of a second, rarely enough to cost nothing.
+const checkEvery = 1024
+
 // Options changes the output of Dump.
 type Options struct {
 	// CallerID adds the caller field ("[    T123] ") after the time stamp,
 	// as makedumpfile 1.7.4 and later do when the kernel exports
 	// OFFSET(printk_info.caller_id). makedumpfile 1.7.2 does not.
 	CallerID bool
+	// Check, when set, is called now and then during the walk; its error
+	// stops it. The crash kernel uses it to feed its watchdog and to bound
+	// the time a damaged ring can take.
+	Check func() error
 }
 
 // Dump writes the kernel log in the format of `makedumpfile --dump-dmesg`:
@@ -272,7 +290,7 @@ type Options struct {
 // char: bytes 0x80-0xff become \xffffffNN).
 func Dump(w io.Writer, mem Memory, info *vmcore.VMCOREINFO, opt Options) error {
 	var buf []byte
-	return Records(mem, info, func(r *Record) error {
+	return Records(mem, info, opt, func(r *Record) error {
 		buf = Format(buf[:0], r, opt)
 		_, err := w.Write(buf)
 		return err

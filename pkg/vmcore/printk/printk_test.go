@@ -48,14 +48,14 @@ func TestSyntheticDmesg(t *testing.T) {
 		t.Errorf("with caller id: %q", first)
 	}
 	var seqs []uint64
-	if err := Records(tr, info, func(r *Record) error { seqs = append(seqs, r.Seq); return nil }); err != nil {
+	if err := Records(tr, info, Options{}, func(r *Record) error { seqs = append(seqs, r.Seq); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if fmt.Sprint(seqs) != "[103 104 107 108 109]" {
 		t.Errorf("record seqs %v", seqs)
 	}
 	stop := errors.New("stop")
-	if err := Records(tr, info, func(*Record) error { return stop }); err != stop {
+	if err := Records(tr, info, Options{}, func(*Record) error { return stop }); err != stop {
 		t.Errorf("callback error not returned: %v", err)
 	}
 }
@@ -150,7 +150,7 @@ func FuzzPrintk(f *testing.F) {
 		start := time.Now()
 		watchdog := time.AfterFunc(10*time.Second, func() { panic("FuzzPrintk: input takes more than 10 s") })
 		defer watchdog.Stop()
-		err := Records(m, info, func(r *Record) error {
+		err := Records(m, info, Options{}, func(r *Record) error {
 			records++
 			if time.Since(start) > time.Second {
 				t.Fatalf("too slow")
@@ -189,10 +189,45 @@ func TestFormatErrors(t *testing.T) {
 		{"count_bits", info, bigRing, "implausible ring buffer"},
 		{"SIZE(printk_info)", bad, fuzzSeed(), "inconsistent VMCOREINFO"},
 	} {
-		err := Records(&mapMemory{base: base, mem: tc.mem}, tc.info, noop)
+		err := Records(&mapMemory{base: base, mem: tc.mem}, tc.info, Options{}, noop)
 		var fe *vmcore.FormatError
 		if !errors.As(err, &fe) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want a *vmcore.FormatError saying %q", tc.name, err, tc.want)
 		}
+	}
+}
+
+// TestRecordsBounded: a corrupt ring whose head is further from its tail
+// than the ring has descriptors is refused before the walk (it was bounded
+// only by the declared size, up to 2^30 reads), and Options.Check can stop
+// a long walk (the crash kernel's time limit and watchdog).
+func TestRecordsBounded(t *testing.T) {
+	const base = 0xffff888000000000
+	info := fuzzInfo(t)
+	noop := func(*Record) error { return nil }
+	far := fuzzSeed()
+	binary.LittleEndian.PutUint64(far[0x118:], 1000) // head, with count_bits 2
+	err := Records(&mapMemory{base: base, mem: far}, info, Options{}, noop)
+	var fe *vmcore.FormatError
+	if !errors.As(err, &fe) || !strings.Contains(err.Error(), "spans 1001 descriptors") {
+		t.Fatalf("head far beyond the ring: %v, want a FormatError", err)
+	}
+
+	long := make([]byte, 0x20000)
+	copy(long, fuzzSeed()[:0x200])
+	binary.LittleEndian.PutUint32(long[0x100:], 12)   // count_bits: 4096
+	binary.LittleEndian.PutUint64(long[0x118:], 4000) // head; descriptors all empty
+	stop := errors.New("time is up")
+	calls := 0
+	err = Records(&mapMemory{base: base, mem: long}, info, Options{Check: func() error { calls++; return stop }}, noop)
+	if !errors.Is(err, stop) || calls != 1 {
+		t.Fatalf("Records with a failing Check = %v after %d calls, want it stopped at the first", err, calls)
+	}
+	calls = 0
+	if err := Records(&mapMemory{base: base, mem: long}, info, Options{Check: func() error { calls++; return nil }}, noop); err != nil {
+		t.Fatal(err)
+	}
+	if calls != 3 {
+		t.Errorf("Check called %d times over 4001 descriptors, want 3", calls)
 	}
 }
