@@ -5,7 +5,7 @@ STATICCHECK := $(shell command -v staticcheck 2>/dev/null || echo $(GOBIN)/stati
 BUILD    := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w"
 DEMO_OUT ?= $(CURDIR)/out/demo
 
-.PHONY: all build deps hooks lint test unit e2e demo bench clean install uninstall deb
+.PHONY: all build deps hooks lint test unit e2e demo bench clean install uninstall deb deb-check
 
 all: build
 
@@ -128,6 +128,11 @@ deb:
 		PREFIX=/usr SYSCONFDIR=/etc SYSTEMDUNITDIR=/lib/systemd/system UDEVDIR=/lib/udev \
 		KERNELINSTALLDIR=/usr/lib/kernel/install.d
 	packaging/mkdeb.sh $(DEB_DIR)/deb-root $(DEB_DIR)
+
+# Builds the package in a temporary directory and checks its contents,
+# scripts, man pages and lintian's verdict.
+deb-check:
+	packaging/deb-check.sh
 
 clean:
 	rm -rf bin out
