@@ -5,7 +5,7 @@ STATICCHECK := $(shell command -v staticcheck 2>/dev/null || echo $(GOBIN)/stati
 BUILD    := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w"
 DEMO_OUT ?= $(CURDIR)/out/demo
 
-.PHONY: all build deps hooks lint test unit e2e demo bench clean
+.PHONY: all build deps hooks lint test unit e2e demo bench clean install uninstall deb deb-check
 
 all: build
 
@@ -42,7 +42,7 @@ e2e:
 VMCORE_DIR ?= $(HOME)/.cache/ukdump/vmcores/test
 REAL_VMCORES := UKDUMP_TEST_VMCORE=$(VMCORE_DIR)/debian-6.1.vmcore UKDUMP_TEST_VMCORE_612=$(VMCORE_DIR)/debian-6.12.vmcore \
 	UKDUMP_TEST_VMCORE_73=$(VMCORE_DIR)/crashdm-7.3.vmcore
-test: lint
+test: lint deb-check
 	rm -rf $(VMCORE_DIR)
 	UKDUMP_VMCORE_DIR=$(VMCORE_DIR) $(GO) test -count=1 -timeout 40m ./...
 	$(REAL_VMCORES) $(GO) test -count=1 -timeout 20m ./pkg/vmcore/... ./pkg/diskdump/... ./pkg/collector/... ./cmds/ukdump/
@@ -63,6 +63,76 @@ BENCH_REPS ?= 5
 bench: deps build
 	UKDUMP_E2E=1 UKDUMP_BENCH_VMCORE=$(BENCH_VMCORE) $(GO) test -count=1 -timeout 20m -run 'TestBenchVmcore$$' ./internal/e2e/ >/dev/null
 	$(GO) run ./internal/e2e/bench -vmcore $(BENCH_VMCORE) -ukdump bin/ukdump -reps $(BENCH_REPS)
+
+# Installation, for any distribution: make install DESTDIR=... PREFIX=...
+# /etc and the directories of systemd, udev and kernel-install do not follow
+# PREFIX: those programs look only in their own places. ukdump finds
+# kdumpinit in ../lib/ukdump beside itself, so keep PKGLIBDIR there.
+PREFIX     ?= /usr/local
+SBINDIR    ?= $(PREFIX)/sbin
+PKGLIBDIR  ?= $(PREFIX)/lib/ukdump
+MANDIR     ?= $(PREFIX)/share/man
+SYSCONFDIR ?= /etc
+SYSTEMDUNITDIR   ?= $(or $(shell pkg-config --variable=systemdsystemunitdir systemd 2>/dev/null),/lib/systemd/system)
+UDEVDIR          ?= $(or $(shell pkg-config --variable=udevdir udev 2>/dev/null),/lib/udev)
+KERNELINSTALLDIR ?= /usr/lib/kernel/install.d
+
+# $(call install_sub,SRC,MODE,DEST): SRC with ukdump's path made SBINDIR's.
+define install_sub
+	mkdir -p $(dir $(DESTDIR)$(3))
+	sed 's|/usr/sbin/ukdump|$(SBINDIR)/ukdump|g' $(1) >$(DESTDIR)$(3)
+	chmod $(2) $(DESTDIR)$(3)
+endef
+
+# $(call install_conf,SRC,DEST): like install_sub, but an existing file is
+# the administrator's and stays.
+define install_conf
+	@if [ -e $(DESTDIR)$(2) ]; then echo "install: keeping $(DESTDIR)$(2)"; else \
+		mkdir -p $(dir $(DESTDIR)$(2)) && \
+		sed 's|/usr/sbin/ukdump|$(SBINDIR)/ukdump|g' $(1) >$(DESTDIR)$(2) && chmod 0644 $(DESTDIR)$(2); fi
+endef
+
+INSTALLED = $(SBINDIR)/ukdump $(PKGLIBDIR)/kdumpinit $(SYSTEMDUNITDIR)/ukdump.service \
+	$(UDEVDIR)/rules.d/98-ukdump.rules $(SYSCONFDIR)/kernel/postinst.d/ukdump \
+	$(SYSCONFDIR)/kernel/postrm.d/ukdump $(KERNELINSTALLDIR)/60-ukdump.install \
+	$(MANDIR)/man8/ukdump.8.gz $(MANDIR)/man5/ukdump.conf.5.gz
+
+install: build
+	install -D -m 0755 bin/ukdump $(DESTDIR)$(SBINDIR)/ukdump
+	install -D -m 0755 bin/kdumpinit $(DESTDIR)$(PKGLIBDIR)/kdumpinit
+	$(call install_sub,packaging/systemd/ukdump.service,0644,$(SYSTEMDUNITDIR)/ukdump.service)
+	install -D -m 0644 packaging/udev/98-ukdump.rules $(DESTDIR)$(UDEVDIR)/rules.d/98-ukdump.rules
+	install -D -m 0755 packaging/kernel/ukdump $(DESTDIR)$(SYSCONFDIR)/kernel/postinst.d/ukdump
+	install -D -m 0755 packaging/kernel/ukdump $(DESTDIR)$(SYSCONFDIR)/kernel/postrm.d/ukdump
+	install -D -m 0755 packaging/kernel/60-ukdump.install $(DESTDIR)$(KERNELINSTALLDIR)/60-ukdump.install
+	mkdir -p $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5
+	gzip -9 -n <doc/ukdump.8 >$(DESTDIR)$(MANDIR)/man8/ukdump.8.gz
+	gzip -9 -n <doc/ukdump.conf.5 >$(DESTDIR)$(MANDIR)/man5/ukdump.conf.5.gz
+	chmod 0644 $(DESTDIR)$(MANDIR)/man8/ukdump.8.gz $(DESTDIR)$(MANDIR)/man5/ukdump.conf.5.gz
+	$(call install_conf,packaging/ukdump.conf,$(SYSCONFDIR)/ukdump.conf)
+	$(call install_conf,packaging/grub/ukdump.cfg,$(SYSCONFDIR)/default/grub.d/ukdump.cfg)
+
+# The configuration files stay: they are the administrator's, and
+# ukdump.cfg reserves nothing without $(SBINDIR)/ukdump.
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
+	-rmdir $(DESTDIR)$(PKGLIBDIR)
+	@echo "uninstall: kept $(DESTDIR)$(SYSCONFDIR)/ukdump.conf and $(DESTDIR)$(SYSCONFDIR)/default/grub.d/ukdump.cfg"
+
+# The Debian package: the files of "make install" for /usr, then
+# packaging/mkdeb.sh (see there). Output: $(DEB_DIR)/ukdump_<version>_amd64.deb.
+DEB_DIR ?= out
+deb:
+	rm -rf $(DEB_DIR)/deb-root
+	$(MAKE) --no-print-directory install GOOS=linux GOARCH=amd64 DESTDIR=$(abspath $(DEB_DIR))/deb-root \
+		PREFIX=/usr SYSCONFDIR=/etc SYSTEMDUNITDIR=/lib/systemd/system UDEVDIR=/lib/udev \
+		KERNELINSTALLDIR=/usr/lib/kernel/install.d
+	packaging/mkdeb.sh $(DEB_DIR)/deb-root $(DEB_DIR)
+
+# Builds the package in a temporary directory and checks its contents,
+# scripts, man pages and lintian's verdict.
+deb-check:
+	packaging/deb-check.sh
 
 clean:
 	rm -rf bin out

@@ -95,21 +95,33 @@ func Defaults(o Options) (Options, error) {
 	return o, nil
 }
 
-// findInit looks for kdumpinit beside the running binary first, so that a
-// build tree works without installing, then in the installed locations.
+// findInit returns the first kdumpinit in initDirs, or the Debian path
+// for the error message when there is none.
 func findInit() string {
-	var dirs []string
-	if exe, err := os.Executable(); err == nil {
-		dirs = append(dirs, filepath.Dir(exe))
+	exe, err := os.Executable()
+	if err != nil {
+		exe = ""
 	}
-	dirs = append(dirs, "/usr/lib/ukdump", "/usr/libexec/ukdump")
-	for _, d := range dirs {
+	for _, d := range initDirs(exe) {
 		p := filepath.Join(d, "kdumpinit")
 		if _, err := os.Stat(p); err == nil {
 			return p
 		}
 	}
 	return "/usr/lib/ukdump/kdumpinit"
+}
+
+// initDirs are where findInit looks, in order: beside the running binary
+// exe, so that a build tree works without installing; <prefix>/lib/ukdump
+// for exe in <prefix>/sbin, so that "make install PREFIX=/usr/local" works;
+// then the distributions' places.
+func initDirs(exe string) []string {
+	var dirs []string
+	if exe != "" {
+		d := filepath.Dir(exe)
+		dirs = append(dirs, d, filepath.Join(d, "..", "lib", "ukdump"))
+	}
+	return append(dirs, "/usr/lib/ukdump", "/usr/libexec/ukdump")
 }
 
 // Plan is everything needed to build and load one crash kernel.

@@ -223,3 +223,16 @@ func TestStateFileSymlink(t *testing.T) {
 		t.Errorf("ReadState = %+v, %v", st, err)
 	}
 }
+
+// TestInitDirs: a ukdump installed under any prefix finds the kdumpinit
+// that "make install" put in <prefix>/lib/ukdump.
+func TestInitDirs(t *testing.T) {
+	got := strings.Join(initDirs("/usr/local/sbin/ukdump"), " ")
+	want := "/usr/local/sbin /usr/local/lib/ukdump /usr/lib/ukdump /usr/libexec/ukdump"
+	if got != want {
+		t.Errorf("initDirs = %s, want %s", got, want)
+	}
+	if got := strings.Join(initDirs(""), " "); got != "/usr/lib/ukdump /usr/libexec/ukdump" {
+		t.Errorf("initDirs without an executable = %s", got)
+	}
+}
