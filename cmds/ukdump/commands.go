@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/ukdump/ukdump/pkg/config"
+	"github.com/ukdump/ukdump/pkg/diskdump"
 	"github.com/ukdump/ukdump/pkg/loader"
 )
 
@@ -63,7 +64,7 @@ func commands() []command {
 			summary:  "filter and compress an ELF vmcore",
 			flags: func(fs *flag.FlagSet, o *opts) {
 				fs.IntVar(&o.convert.level, "d", config.DefaultDumpLevel, "dump `LEVEL`: the sum of 1 zero, 2 cache, 4 private cache, 8 user, 16 free pages left out")
-				fs.StringVar(&o.convert.comp, "c", config.DefaultCompression, "per-page compression `CODEC`: snappy, lzo, zstd, zlib or none")
+				fs.TextVar(&o.convert.comp, "c", config.DefaultCompression, "per-page compression `CODEC`: "+diskdump.CompressionNames())
 				fs.BoolVar(&o.convert.elf, "elf", false, "write an ELF core instead of kdump-compressed")
 				fs.BoolVar(&o.convert.quiet, "q", false, "no progress lines")
 			},

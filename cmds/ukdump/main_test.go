@@ -172,7 +172,7 @@ func TestOfflineUsage(t *testing.T) {
 	}{
 		{[]string{"convert", "only-one"}, 2, "want 2 arguments (IN OUT), have 1"},
 		{[]string{"info"}, 2, "want 1 argument (DUMP), have 0"},
-		{[]string{"convert", "-c", "lz4", "in", "out"}, 1, `compression "lz4"`},
+		{[]string{"convert", "-c", "lz4", "in", "out"}, 2, `compression "lz4" is not snappy, lzo, zstd, zlib or none`},
 		{[]string{"convert", "-d", "99", "in", "out"}, 1, "dump_level 99"},
 		{[]string{"info", "/nonexistent/vmcore"}, 1, "no such file"},
 		{[]string{"dmesg", "main.go"}, 1, "ukdump dmesg:"},

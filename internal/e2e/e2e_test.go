@@ -218,10 +218,10 @@ func dumpCompression(t *testing.T, vmcore string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if i.Format != "kdump" {
+	if i.Format != diskdump.KdumpFormat {
 		return ""
 	}
-	return i.Compression
+	return i.Compression.String()
 }
 
 // checkKdump checks a kdump-compressed dump: crash names the release the

@@ -23,8 +23,8 @@ import (
 type Options struct {
 	Level       vmcore.Level
 	Compression diskdump.Compression
-	// ELF writes an ELF core instead of the kdump-compressed format.
-	ELF bool
+	// Format is the file format; the zero value is diskdump.KdumpFormat.
+	Format diskdump.Format
 	// Progress, if set, is called about every Every while pages are
 	// written, and once at the end.
 	Progress func(Progress)
@@ -112,7 +112,7 @@ func Write(core *vmcore.Core, out io.WriterAt, o Options) (*Result, error) {
 		return nil, err
 	}
 	var w pageWriter
-	if o.ELF {
+	if o.Format == diskdump.ELFFormat {
 		w, err = diskdump.NewELFWriter(out, h, diskdump.ELFOptions{ChunkPFNs: src.chunk, PageOffset: pageOffset(core)})
 	} else {
 		w, err = diskdump.NewWriter(out, h, diskdump.Options{Compression: o.Compression, ChunkPFNs: src.chunk})

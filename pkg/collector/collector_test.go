@@ -107,7 +107,7 @@ func TestWriteELFRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := Write(core, f, Options{Level: 31, ELF: true})
+	res, err := Write(core, f, Options{Level: 31, Format: diskdump.ELFFormat})
 	f.Close()
 	if err != nil {
 		t.Fatal(err)

@@ -133,6 +133,9 @@ func Prepare(o Options) (*Plan, error) {
 	if _, err := os.Stat(o.Kernel); err != nil {
 		return nil, fmt.Errorf("loader: crash kernel: %w", err)
 	}
+	if !cf.HasTarget() {
+		return nil, errors.New("loader: no dump target: add a line such as \"ext4 UUID=<filesystem UUID>\"")
+	}
 	dev, info, err := o.Sys.Resolve(cf.Target.Spec)
 	if err != nil {
 		return nil, fmt.Errorf("loader: dump target: %w", err)
