@@ -27,7 +27,7 @@ func load(o loader.Options, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "crash kernel loaded: %s\ntarget: %s on %s\ncmdline: %s\n", st.Kernel, st.Target, st.TargetDevice, st.Cmdline)
+	fmt.Fprintf(out, "crash kernel loaded: %s\ntarget: %s\ncmdline: %s\n", st.Kernel, st.Target, st.Cmdline)
 	return nil
 }
 
@@ -70,8 +70,8 @@ func status(stateFile string, out io.Writer) error {
 		return err
 	}
 	if st != nil && ks.Loaded {
-		fmt.Fprintf(out, "kernel: %s\ntarget: %s on %s\ninitramfs: %d KiB\nloaded at: %s\n",
-			st.Kernel, st.Target, st.TargetDevice, st.InitramfsSize>>10, st.LoadedAt.Format("2006-01-02 15:04:05 UTC"))
+		fmt.Fprintf(out, "kernel: %s\ntarget: %s\ninitramfs: %d KiB\nloaded at: %s\n",
+			st.Kernel, st.Target, st.InitramfsSize>>10, st.LoadedAt.Format("2006-01-02 15:04:05 UTC"))
 		for _, v := range st.Volumes {
 			fmt.Fprintf(out, "LUKS volume: %s (UUID %s): key handed over, transport %s, from %s\n", v.Name, v.UUID, v.Transport, v.Source)
 		}

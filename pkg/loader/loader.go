@@ -116,7 +116,7 @@ func findInit() string {
 type Plan struct {
 	Options Options
 	File    *config.File
-	Target  blockdev.Device
+	Target  Target
 	Build   mkinitrd.Options
 	// Volumes are the LUKS devices under the target, lowest first.
 	Volumes []Volume
@@ -133,16 +133,11 @@ func Prepare(o Options) (*Plan, error) {
 	if _, err := os.Stat(o.Kernel); err != nil {
 		return nil, fmt.Errorf("loader: crash kernel: %w", err)
 	}
-	if !cf.HasTarget() {
-		return nil, errors.New("loader: no dump target: add a line such as \"ext4 UUID=<filesystem UUID>\"")
-	}
-	dev, info, err := o.Sys.Resolve(cf.Target.Spec)
+	target, err := FindTarget(o, cf)
 	if err != nil {
-		return nil, fmt.Errorf("loader: dump target: %w", err)
+		return nil, err
 	}
-	if fsFamily(info.Type) != fsFamily(cf.Target.FSType) {
-		return nil, fmt.Errorf("loader: dump target %s holds %s, not %s", cf.Target.Spec, info.Type, cf.Target.FSType)
-	}
+	dev := target.Device
 	mods, err := o.Sys.Modules(dev.Name)
 	if err != nil {
 		return nil, fmt.Errorf("loader: %w", err)
@@ -166,7 +161,7 @@ func Prepare(o Options) (*Plan, error) {
 			cvols = append(cvols, volumeConfig(v, transport))
 		}
 	}
-	mods = append(mods, fsFamily(cf.Target.FSType))
+	mods = append(mods, fsFamily(target.FS.FSType))
 	mods = append(mods, watchdogModules(o.Sys.SysDir)...)
 	mods = append(mods, cf.ExtraModules...)
 	tree, err := openModules(o.ModuleDir, o.ProcDir)
@@ -187,19 +182,17 @@ func Prepare(o Options) (*Plan, error) {
 	if err != nil || host == "" || host == "(none)" {
 		host = "localhost"
 	}
-	target := cf.Target
-	target.UUID = info.UUID
 	return &Plan{
 		Options:   o,
 		File:      cf,
-		Target:    dev,
+		Target:    target,
 		Volumes:   vols,
 		Transport: transport,
 		Build: mkinitrd.Options{
 			Init: o.Init,
 			Config: config.Init{
-				Target:        target,
-				Path:          cf.Path,
+				Target:        target.FS,
+				Path:          target.Path,
 				Hostname:      host,
 				TargetTimeout: config.Duration(cf.TargetTimeout),
 				FailureAction: cf.FailureAction,
@@ -341,8 +334,8 @@ func Load(p *Plan, out io.Writer) (st *State, err error) {
 	}
 	st = &State{
 		Kernel:        p.Options.Kernel,
-		Target:        fmt.Sprintf("%s %s (UUID=%s)", p.File.Target.FSType, p.File.Target.Spec, p.Build.Config.Target.UUID),
-		TargetDevice:  p.Target.Path,
+		Target:        p.Target.String(),
+		TargetDevice:  p.Target.Device.Path,
 		Cmdline:       cmdline,
 		InitramfsSize: rep.Size,
 		LoadedAt:      time.Now().UTC(),

@@ -38,6 +38,8 @@ func fakeSystem(t *testing.T, conf string) Options {
 	link("../../../../bus/virtio/drivers/virtio_blk", filepath.Join(sys, "devices/pci0000:00/0000:00:04.0/virtio1/driver"))
 	link("../../../../module/virtio_blk", filepath.Join(sys, "bus/virtio/drivers/virtio_blk/module"))
 	write(filepath.Join(sys, "module/virtio_blk/initstate"), "live\n")
+	write(filepath.Join(vda, "dev"), "253:0\n")
+	link("../../devices/pci0000:00/0000:00:04.0/virtio1/block/vda", filepath.Join(sys, "dev/block/253:0"))
 	// crc32c is built in: sysfs has the module directory but no initstate.
 	write(filepath.Join(sys, "module/crc32c_intel/parameters/x"), "")
 
@@ -85,7 +87,7 @@ func TestPrepare(t *testing.T) {
 	if got := strings.Join(p.Build.Modules, " "); got != "virtio_blk nvme" {
 		t.Errorf("modules = %q, want virtio_blk nvme", got)
 	}
-	if p.Target.Name != "vda" {
+	if p.Target.Device.Name != "vda" {
 		t.Errorf("target device = %+v", p.Target)
 	}
 }
