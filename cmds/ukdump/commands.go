@@ -44,6 +44,13 @@ func commands() []command {
 			run:      func(c *call) error { return status(c.loader.StateFile, c.stdout) },
 		},
 		{
+			name:     "estimate",
+			synopsis: "ukdump estimate [-config FILE] [-kernel IMAGE] [-modules DIR] [-kernel-config FILE] [-init BINARY]",
+			summary:  "the crashkernel= this machine needs, term by term; exit 1 when the reservation is short",
+			flags:    buildFlags,
+			run:      func(c *call) error { return estimate(c.loader, c.stdout) },
+		},
+		{
 			name:     "mkinitrd",
 			synopsis: "ukdump mkinitrd -o FILE [-config FILE] [-kernel IMAGE] [-modules DIR] [-kernel-config FILE] [-init BINARY]",
 			summary:  "write the crash initramfs to a file",

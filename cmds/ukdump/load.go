@@ -31,6 +31,31 @@ func load(o loader.Options, out io.Writer) error {
 	return nil
 }
 
+// estimate prints what the crash kernel needs and whether the reservation
+// holds it.
+func estimate(o loader.Options, out io.Writer) error {
+	p, err := prepare(o)
+	if err != nil {
+		return err
+	}
+	ks, err := kexec.ReadStatus(p.Options.Sys.SysDir)
+	if err != nil {
+		return err
+	}
+	e, err := p.Estimate(ks.Reserved)
+	if err != nil {
+		return err
+	}
+	e.Print(out)
+	if !ks.Supported {
+		fmt.Fprintln(out, kexec.Unsupported)
+	}
+	if !ks.Supported || !e.Enough() {
+		return exitStatus(exitFailure)
+	}
+	return nil
+}
+
 func mkinitrd(o loader.Options, output string, out io.Writer) error {
 	p, err := prepare(o)
 	if err != nil {

@@ -258,12 +258,21 @@ func loadable(names []string, tree *kmod.Tree, sysDir string) []string {
 	return out
 }
 
-// State is what status shows about the loaded crash kernel. It never holds
-// secrets.
+// State is what status shows about the loaded crash kernel: what it will
+// do when the machine crashes. It never holds secrets.
 type State struct {
-	Kernel        string        `json:"kernel"`
-	Target        string        `json:"target"`
-	TargetDevice  string        `json:"target_device"`
+	Kernel string `json:"kernel"`
+	// Release is the crash kernel's release (uname -r).
+	Release string `json:"release"`
+	// Target describes the target for people; TargetUUID is its
+	// filesystem UUID, TargetDevice its device node now.
+	Target       string `json:"target"`
+	TargetUUID   string `json:"target_uuid"`
+	TargetDevice string `json:"target_device"`
+	// Path is the dump directory on the target filesystem.
+	Path          string        `json:"path"`
+	FinalAction   config.Action `json:"final_action"`
+	FailureAction config.Action `json:"failure_action"`
 	Cmdline       string        `json:"cmdline"`
 	InitramfsSize int64         `json:"initramfs_size"`
 	LoadedAt      time.Time     `json:"loaded_at"`
@@ -288,6 +297,10 @@ func Load(p *Plan, out io.Writer) (st *State, err error) {
 	// the temporary logon keys, so this goroutine keeps its thread.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	ks, err := checkReservation(p)
+	if err != nil {
+		return nil, err
+	}
 	kernel, err := os.Open(p.Options.Kernel)
 	if err != nil {
 		return nil, fmt.Errorf("loader: crash kernel: %w", err)
@@ -328,14 +341,23 @@ func Load(p *Plan, out io.Writer) (st *State, err error) {
 		}()
 	}
 	rep.Print(out)
+	if e, err := p.estimate(rep, ks.Reserved); err == nil && !e.Enough() {
+		fmt.Fprintf(out, "warning: the crash kernel may run out of memory: it needs about %d MiB, %d MiB are reserved (\"ukdump estimate\" explains; %s is enough)\n",
+			e.Total>>20, ks.Reserved>>20, e.Cmdline())
+	}
 	cmdline := kexec.CrashCmdline(p.Options.Cmdline, p.File.CmdlineAppend)
 	if err := kexec.LoadCrash(kernel, initrd, cmdline); err != nil {
 		return nil, err
 	}
 	st = &State{
 		Kernel:        p.Options.Kernel,
+		Release:       kernelRelease(p.Options.Kernel),
 		Target:        p.Target.String(),
+		TargetUUID:    p.Target.FS.UUID,
 		TargetDevice:  p.Target.Device.Path,
+		Path:          p.Target.Path,
+		FinalAction:   p.File.FinalAction,
+		FailureAction: p.File.FailureAction,
 		Cmdline:       cmdline,
 		InitramfsSize: rep.Size,
 		LoadedAt:      time.Now().UTC(),

@@ -1,13 +1,18 @@
 package loader
 
 import (
+	"bytes"
+	"debug/elf"
 	"encoding/binary"
+	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/ukdump/ukdump/pkg/blockdev"
+	"github.com/ukdump/ukdump/pkg/bzimage/bzimagetest"
 )
 
 const uuid = "12345678-9abc-def0-0123-456789abcdef"
@@ -54,7 +59,8 @@ func fakeSystem(t *testing.T, conf string) Options {
 	write(filepath.Join(mods, "kernel/nvme.ko"), "x")
 	write(filepath.Join(mods, "modules.dep"), "kernel/virtio_blk.ko:\nkernel/nvme.ko:\n")
 	write(filepath.Join(mods, "modules.builtin"), "kernel/fs/ext4/ext4.ko\n")
-	write(filepath.Join(root, "vmlinuz"), "kernel")
+	write(filepath.Join(root, "vmlinuz"), string(bzimagetest.Image(0x020f, 20<<20, "7.3.0-test")))
+	write(filepath.Join(root, "kdumpinit"), string(tinyELF()))
 	write(filepath.Join(root, "proc", "modules"), "virtio_blk 20480 0 - Live 0x0\n")
 	write(filepath.Join(root, "ukdump.conf"), conf)
 	return Options{
@@ -66,6 +72,81 @@ func fakeSystem(t *testing.T, conf string) Options {
 		Sys:        blockdev.Sys{SysDir: sys, DevDir: dev},
 		StateFile:  filepath.Join(root, "state.json"),
 		ProcDir:    filepath.Join(root, "proc"),
+	}
+}
+
+// tinyELF is an ELF executable header without an interpreter: enough for
+// mkinitrd to take it as a static kdumpinit.
+func tinyELF() []byte {
+	h := elf.Header64{Type: uint16(elf.ET_EXEC), Machine: uint16(elf.EM_X86_64), Version: uint32(elf.EV_CURRENT), Ehsize: 64}
+	copy(h.Ident[:], elf.ELFMAG)
+	h.Ident[elf.EI_CLASS] = byte(elf.ELFCLASS64)
+	h.Ident[elf.EI_DATA] = byte(elf.ELFDATA2LSB)
+	h.Ident[elf.EI_VERSION] = byte(elf.EV_CURRENT)
+	var b bytes.Buffer
+	binary.Write(&b, binary.LittleEndian, &h)
+	return b.Bytes()
+}
+
+// kexecSysfs writes the crash kernel files of sysfs.
+func kexecSysfs(t *testing.T, o Options, loaded bool, reserved uint64) {
+	t.Helper()
+	dir := filepath.Join(o.Sys.SysDir, "kernel")
+	l := "0\n"
+	if loaded {
+		l = "1\n"
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, v := range map[string]string{"kexec_crash_loaded": l, "kexec_crash_size": strconv.FormatUint(reserved, 10) + "\n"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(v), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestLoadNeedsReservation: without kexec support or without a
+// reservation, Load stops before it looks for keys or calls the kernel,
+// and says what to do, with the figure.
+func TestLoadNeedsReservation(t *testing.T) {
+	o := fakeSystem(t, "ext4 UUID="+uuid+"\n")
+	p, err := Prepare(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(p, io.Discard); err == nil || !strings.Contains(err.Error(), "this kernel cannot load a crash kernel") {
+		t.Errorf("Load without kexec in sysfs: %v", err)
+	}
+	kexecSysfs(t, o, false, 0)
+	_, err = Load(p, io.Discard)
+	for _, want := range []string{"no memory reserved for a crash kernel (crashkernel= is missing from the kernel command line)",
+		"add crashkernel=80M", "/etc/default/grub, run update-grub, and reboot"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Load without a reservation: %v; want %q", err, want)
+		}
+	}
+}
+
+// TestEstimate: the plan's estimate reads init_size from the image and
+// counts the initramfs that Load would build.
+func TestEstimate(t *testing.T) {
+	p, err := Prepare(fakeSystem(t, "ext4 UUID="+uuid+"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := p.Estimate(128 << 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Terms[0].Bytes != 20<<20 || e.Terms[1].Bytes == 0 || e.Terms[2].Bytes <= e.Terms[1].Bytes || !e.Enough() || e.Cmdline() != "crashkernel=80M" {
+		t.Errorf("Estimate = %+v", e)
+	}
+	if got := kernelRelease(p.Options.Kernel); got != "7.3.0-test" {
+		t.Errorf("kernelRelease = %q", got)
+	}
+	if got := kernelRelease("/boot/vmlinuz-6.1.0-57-cloud-amd64"); got != "6.1.0-57-cloud-amd64" {
+		t.Errorf("kernelRelease by name = %q", got)
 	}
 }
 
