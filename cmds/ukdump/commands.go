@@ -38,10 +38,14 @@ func commands() []command {
 		},
 		{
 			name:     "status",
-			synopsis: "ukdump status [-state FILE]",
-			summary:  "show the crash kernel state",
-			flags:    stateFlag,
-			run:      func(c *call) error { return status(c.loader.StateFile, c.stdout) },
+			synopsis: "ukdump status [-config FILE] [-state FILE] [-loaded-kernel]",
+			summary:  "whether a crash now would give a dump, and why not; exit 1 when it would not",
+			flags: func(fs *flag.FlagSet, o *opts) {
+				configFlag(fs, o)
+				stateFlag(fs, o)
+				fs.BoolVar(&o.loadedKernel, "loaded-kernel", false, "print only the release of the loaded crash kernel; exit 1, printing nothing, when none is loaded")
+			},
+			run: func(c *call) error { return showStatus(c.loader, c.loadedKernel, c.stdout) },
 		},
 		{
 			name:     "estimate",
@@ -101,18 +105,24 @@ func commands() []command {
 // opts holds the flag values of one run; each verb's flags fill only their
 // part.
 type opts struct {
-	loader  loader.Options
-	output  string
-	convert convertOpts
+	loader       loader.Options
+	output       string
+	convert      convertOpts
+	loadedKernel bool
 }
 
 // buildFlags are the flags of the verbs that build a crash initramfs.
 func buildFlags(fs *flag.FlagSet, o *opts) {
-	fs.StringVar(&o.loader.ConfigFile, "config", "", fmt.Sprintf("configuration `FILE` (default %s)", config.DefaultConfigFile))
+	configFlag(fs, o)
 	fs.StringVar(&o.loader.Kernel, "kernel", "", "crash kernel `IMAGE` (default /boot/vmlinuz-$(uname -r))")
 	fs.StringVar(&o.loader.ModuleDir, "modules", "", "kernel module `DIR` (default /lib/modules/$(uname -r))")
 	fs.StringVar(&o.loader.KernelConfig, "kernel-config", "", "kernel config `FILE`, to pick the initramfs compression (default /boot/config-$(uname -r))")
 	fs.StringVar(&o.loader.Init, "init", "", "static kdumpinit `BINARY` (default: beside ukdump, then /usr/lib/ukdump)")
+}
+
+// configFlag names ukdump.conf.
+func configFlag(fs *flag.FlagSet, o *opts) {
+	fs.StringVar(&o.loader.ConfigFile, "config", "", fmt.Sprintf("configuration `FILE` (default %s)", config.DefaultConfigFile))
 }
 
 // stateFlag is the flag of the verbs that read or write load's record.

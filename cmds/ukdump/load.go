@@ -76,30 +76,3 @@ func unload(stateFile string, out io.Writer) error {
 	}
 	return err
 }
-
-func status(stateFile string, out io.Writer) error {
-	ks, err := kexec.ReadStatus("/sys")
-	if err != nil {
-		return err
-	}
-	loaded := "no"
-	if ks.Loaded {
-		loaded = "yes"
-	}
-	fmt.Fprintf(out, "crash kernel loaded: %s\nreserved memory: %d MiB\n", loaded, ks.Reserved>>20)
-	if ks.Reserved == 0 {
-		fmt.Fprintln(out, "hint: no crashkernel= reservation; add crashkernel=256M to the kernel command line")
-	}
-	st, err := loader.ReadState(stateFile)
-	if err != nil {
-		return err
-	}
-	if st != nil && ks.Loaded {
-		fmt.Fprintf(out, "kernel: %s\ntarget: %s\ninitramfs: %d KiB\nloaded at: %s\n",
-			st.Kernel, st.Target, st.InitramfsSize>>10, st.LoadedAt.Format("2006-01-02 15:04:05 UTC"))
-		for _, v := range st.Volumes {
-			fmt.Fprintf(out, "LUKS volume: %s (UUID %s): key handed over, transport %s, from %s\n", v.Name, v.UUID, v.Transport, v.Source)
-		}
-	}
-	return nil
-}

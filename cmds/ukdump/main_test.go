@@ -80,7 +80,7 @@ func TestVerbHelp(t *testing.T) {
 	}{
 		{"load", []string{"config", "init", "kernel", "kernel-config", "key-file", "modules", "reuse-keys", "state"}, nil},
 		{"unload", []string{"state"}, nil},
-		{"status", []string{"state"}, nil},
+		{"status", []string{"config", "loaded-kernel", "state"}, nil},
 		{"estimate", []string{"config", "init", "kernel", "kernel-config", "modules"}, nil},
 		{"mkinitrd", []string{"config", "init", "kernel", "kernel-config", "modules", "o"}, nil},
 		{"convert", []string{"c", "d", "elf", "q"}, []string{"IN", "OUT"}},

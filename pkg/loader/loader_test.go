@@ -1,108 +1,33 @@
 package loader
 
 import (
-	"bytes"
-	"debug/elf"
-	"encoding/binary"
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 
-	"github.com/ukdump/ukdump/pkg/blockdev"
-	"github.com/ukdump/ukdump/pkg/bzimage/bzimagetest"
+	"github.com/ukdump/ukdump/pkg/loader/loadertest"
 )
 
-const uuid = "12345678-9abc-def0-0123-456789abcdef"
+const uuid = loadertest.UUID
 
-// fakeSystem makes a sysfs with one virtio disk vda holding an ext4
-// superblock, a module tree with virtio_blk, and a kernel file.
+// fakeSystem is loadertest's system as Options.
 func fakeSystem(t *testing.T, conf string) Options {
 	t.Helper()
-	root := t.TempDir()
-	sys, dev := filepath.Join(root, "sys"), filepath.Join(root, "dev")
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	write := func(p, s string) {
-		must(os.MkdirAll(filepath.Dir(p), 0o755))
-		must(os.WriteFile(p, []byte(s), 0o644))
-	}
-	link := func(target, p string) {
-		must(os.MkdirAll(filepath.Dir(p), 0o755))
-		must(os.Symlink(target, p))
-	}
-	vda := filepath.Join(sys, "devices/pci0000:00/0000:00:04.0/virtio1/block/vda")
-	write(filepath.Join(vda, "size"), "2048\n")
-	link("../../devices/pci0000:00/0000:00:04.0/virtio1/block/vda", filepath.Join(sys, "class/block/vda"))
-	link("../../../../bus/virtio/drivers/virtio_blk", filepath.Join(sys, "devices/pci0000:00/0000:00:04.0/virtio1/driver"))
-	link("../../../../module/virtio_blk", filepath.Join(sys, "bus/virtio/drivers/virtio_blk/module"))
-	write(filepath.Join(sys, "module/virtio_blk/initstate"), "live\n")
-	write(filepath.Join(vda, "dev"), "253:0\n")
-	link("../../devices/pci0000:00/0000:00:04.0/virtio1/block/vda", filepath.Join(sys, "dev/block/253:0"))
-	// crc32c is built in: sysfs has the module directory but no initstate.
-	write(filepath.Join(sys, "module/crc32c_intel/parameters/x"), "")
+	return options(loadertest.New(t, conf))
+}
 
-	sb := make([]byte, 4096)
-	binary.LittleEndian.PutUint16(sb[1024+56:], 0xEF53)
-	copy(sb[1024+104:], []byte{0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0, 0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef})
-	must(os.MkdirAll(dev, 0o755))
-	must(os.WriteFile(filepath.Join(dev, "vda"), sb, 0o644))
-
-	mods := filepath.Join(root, "modules")
-	write(filepath.Join(mods, "kernel/virtio_blk.ko"), "x")
-	write(filepath.Join(mods, "kernel/nvme.ko"), "x")
-	write(filepath.Join(mods, "modules.dep"), "kernel/virtio_blk.ko:\nkernel/nvme.ko:\n")
-	write(filepath.Join(mods, "modules.builtin"), "kernel/fs/ext4/ext4.ko\n")
-	write(filepath.Join(root, "vmlinuz"), string(bzimagetest.Image(0x020f, 20<<20, "7.3.0-test")))
-	write(filepath.Join(root, "kdumpinit"), string(tinyELF()))
-	write(filepath.Join(root, "proc", "modules"), "virtio_blk 20480 0 - Live 0x0\n")
-	write(filepath.Join(root, "ukdump.conf"), conf)
+func options(s loadertest.System) Options {
 	return Options{
-		ConfigFile: filepath.Join(root, "ukdump.conf"),
-		Kernel:     filepath.Join(root, "vmlinuz"),
-		ModuleDir:  mods,
-		Init:       filepath.Join(root, "kdumpinit"),
+		ConfigFile: s.ConfigFile,
+		Kernel:     s.Kernel,
+		ModuleDir:  s.ModuleDir,
+		Init:       s.Init,
 		Cmdline:    "console=ttyS0 crashkernel=256M",
-		Sys:        blockdev.Sys{SysDir: sys, DevDir: dev},
-		StateFile:  filepath.Join(root, "state.json"),
-		ProcDir:    filepath.Join(root, "proc"),
-	}
-}
-
-// tinyELF is an ELF executable header without an interpreter: enough for
-// mkinitrd to take it as a static kdumpinit.
-func tinyELF() []byte {
-	h := elf.Header64{Type: uint16(elf.ET_EXEC), Machine: uint16(elf.EM_X86_64), Version: uint32(elf.EV_CURRENT), Ehsize: 64}
-	copy(h.Ident[:], elf.ELFMAG)
-	h.Ident[elf.EI_CLASS] = byte(elf.ELFCLASS64)
-	h.Ident[elf.EI_DATA] = byte(elf.ELFDATA2LSB)
-	h.Ident[elf.EI_VERSION] = byte(elf.EV_CURRENT)
-	var b bytes.Buffer
-	binary.Write(&b, binary.LittleEndian, &h)
-	return b.Bytes()
-}
-
-// kexecSysfs writes the crash kernel files of sysfs.
-func kexecSysfs(t *testing.T, o Options, loaded bool, reserved uint64) {
-	t.Helper()
-	dir := filepath.Join(o.Sys.SysDir, "kernel")
-	l := "0\n"
-	if loaded {
-		l = "1\n"
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for name, v := range map[string]string{"kexec_crash_loaded": l, "kexec_crash_size": strconv.FormatUint(reserved, 10) + "\n"} {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(v), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		Sys:        s.Sys,
+		StateFile:  s.StateFile,
+		ProcDir:    s.ProcDir,
 	}
 }
 
@@ -118,7 +43,11 @@ func TestLoadNeedsReservation(t *testing.T) {
 	if _, err := Load(p, io.Discard); err == nil || !strings.Contains(err.Error(), "this kernel cannot load a crash kernel") {
 		t.Errorf("Load without kexec in sysfs: %v", err)
 	}
-	kexecSysfs(t, o, false, 0)
+	s := loadertest.New(t, "ext4 UUID="+uuid+"\n")
+	s.Kexec(t, false, 0)
+	if p, err = Prepare(options(s)); err != nil {
+		t.Fatal(err)
+	}
 	_, err = Load(p, io.Discard)
 	for _, want := range []string{"no memory reserved for a crash kernel (crashkernel= is missing from the kernel command line)",
 		"add crashkernel=80M", "/etc/default/grub, run update-grub, and reboot"} {
@@ -142,7 +71,7 @@ func TestEstimate(t *testing.T) {
 	if e.Terms[0].Bytes != 20<<20 || e.Terms[1].Bytes == 0 || e.Terms[2].Bytes <= e.Terms[1].Bytes || !e.Enough() || e.Cmdline() != "crashkernel=80M" {
 		t.Errorf("Estimate = %+v", e)
 	}
-	if got := kernelRelease(p.Options.Kernel); got != "7.3.0-test" {
+	if got := kernelRelease(p.Options.Kernel); got != loadertest.Release {
 		t.Errorf("kernelRelease = %q", got)
 	}
 	if got := kernelRelease("/boot/vmlinuz-6.1.0-57-cloud-amd64"); got != "6.1.0-57-cloud-amd64" {

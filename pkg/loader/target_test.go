@@ -3,49 +3,31 @@ package loader
 import (
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/ukdump/ukdump/pkg/loader/loadertest"
 )
 
-// autoSystem is fakeSystem with a ukdump.conf without a target line, and a
-// mount table: / is /dev/sda1 (unknown to sysfs), and mounts maps more
-// mount points below the test's root to "fstype major:minor".
-func autoSystem(t *testing.T, conf string, mounts map[string]string) (Options, string) {
+// autoSystem is fakeSystem with conf, in which ROOT stands for the fake
+// system's root, and a mount table: / is tmpfs, then mounts ("point fstype
+// major:minor", point below the root).
+func autoSystem(t *testing.T, conf string, mounts ...string) (Options, string) {
 	t.Helper()
-	o := fakeSystem(t, "")
-	root, err := filepath.EvalSymlinks(filepath.Dir(o.ConfigFile))
+	s := loadertest.New(t, "")
+	root, err := filepath.EvalSymlinks(s.Root)
 	if err != nil {
 		t.Fatal(err)
 	}
-	conf = strings.ReplaceAll(conf, "ROOT", root)
-	if err := os.WriteFile(o.ConfigFile, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	info := "1 0 0:20 / / rw - tmpfs tmpfs rw\n"
-	id := 2
-	for point, what := range mounts {
-		fstype, dev, _ := strings.Cut(what, " ")
-		point = filepath.Join(root, point)
-		if err := os.MkdirAll(point, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		info += strings.Join([]string{strconv.Itoa(id), "1", dev, "/", point, "rw - " + fstype, "/dev/x rw\n"}, " ")
-		id++
-	}
-	if err := os.MkdirAll(filepath.Join(o.ProcDir, "self"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(o.ProcDir, "self", "mountinfo"), []byte(info), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return o, root
+	loadertest.Write(t, s.ConfigFile, strings.ReplaceAll(conf, "ROOT", root))
+	s.Mounts(t, mounts...)
+	return options(s), root
 }
 
 // TestTargetHoldingPath: without a target line the dump goes to the
 // filesystem holding path, and path becomes one on that filesystem.
 func TestTargetHoldingPath(t *testing.T) {
-	o, root := autoSystem(t, "path ROOT/var/crash\n", map[string]string{"var": "ext4 253:0"})
+	o, root := autoSystem(t, "path ROOT/var/crash\n", "var ext4 253:0")
 	p, err := Prepare(o)
 	if err != nil {
 		t.Fatal(err)
@@ -65,7 +47,7 @@ func TestTargetHoldingPath(t *testing.T) {
 // TestTargetHoldingSymlink: a symlinked dump directory is followed in the
 // first kernel, to the filesystem it really is on.
 func TestTargetHoldingSymlink(t *testing.T) {
-	o, root := autoSystem(t, "path ROOT/var/crash\n", map[string]string{"data": "ext4 253:0"})
+	o, root := autoSystem(t, "path ROOT/var/crash\n", "data ext4 253:0")
 	if err := os.MkdirAll(filepath.Join(root, "var"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -84,15 +66,15 @@ func TestTargetHoldingSymlink(t *testing.T) {
 func TestTargetHoldingErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
-		mounts map[string]string
+		mounts []string
 		want   string
 	}{
 		{"tmpfs", nil, "is tmpfs; ukdump dumps to ext4, ext3, ext2, xfs, btrfs: add a target line"},
-		{"no block device", map[string]string{"var": "ext4 8:1"}, "8:1 is not a block device known to sysfs"},
-		{"wrong type", map[string]string{"var": "xfs 253:0"}, "is mounted as xfs but holds ext4"},
+		{"no block device", []string{"var ext4 8:1"}, "8:1 is not a block device known to sysfs"},
+		{"wrong type", []string{"var xfs 253:0"}, "is mounted as xfs but holds ext4"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			o, _ := autoSystem(t, "path ROOT/var/crash\n", tc.mounts)
+			o, _ := autoSystem(t, "path ROOT/var/crash\n", tc.mounts...)
 			_, err := Prepare(o)
 			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "no target line") {
 				t.Errorf("Prepare error = %v, want %q", err, tc.want)
