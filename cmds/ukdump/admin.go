@@ -3,12 +3,16 @@ package main
 import (
 	"fmt"
 	"io"
+	"os"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/ukdump/ukdump/pkg/crashtest"
 	"github.com/ukdump/ukdump/pkg/loader"
 	"github.com/ukdump/ukdump/pkg/status"
 )
 
-// The verbs that look after an installation: status.
+// The verbs that look after an installation: status, test.
 
 // showStatus prints whether a crash now would give a dump; with
 // loadedKernel only the release of the loaded crash kernel, for the kernel
@@ -33,4 +37,17 @@ func showStatus(o loader.Options, loadedKernel bool, out io.Writer) error {
 		return exitStatus(exitFailure)
 	}
 	return nil
+}
+
+// crashTest crashes the machine to test kdump, once confirmed.
+func crashTest(stateFile string, yes bool, out io.Writer) error {
+	return crashtest.Run(crashtest.Env{
+		ProcDir:   "/proc",
+		SysDir:    "/sys",
+		StateFile: stateFile,
+		In:        os.Stdin,
+		Terminal:  isTerminal(int(os.Stdin.Fd())),
+		Out:       out,
+		Sync:      unix.Sync,
+	}, yes)
 }

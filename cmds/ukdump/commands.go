@@ -48,6 +48,16 @@ func commands() []command {
 			run: func(c *call) error { return showStatus(c.loader, c.loadedKernel, c.stdout) },
 		},
 		{
+			name:     "test",
+			synopsis: "ukdump test [-yes] [-state FILE]",
+			summary:  "crash this machine now to test kdump, after saying what will happen and asking",
+			flags: func(fs *flag.FlagSet, o *opts) {
+				fs.BoolVar(&o.yes, "yes", false, "crash without asking (needed without a terminal)")
+				stateFlag(fs, o)
+			},
+			run: func(c *call) error { return crashTest(c.loader.StateFile, c.yes, c.stdout) },
+		},
+		{
 			name:     "estimate",
 			synopsis: "ukdump estimate [-config FILE] [-kernel IMAGE] [-modules DIR] [-kernel-config FILE] [-init BINARY]",
 			summary:  "the crashkernel= this machine needs, term by term; exit 1 when the reservation is short",
@@ -109,6 +119,7 @@ type opts struct {
 	output       string
 	convert      convertOpts
 	loadedKernel bool
+	yes          bool
 }
 
 // buildFlags are the flags of the verbs that build a crash initramfs.

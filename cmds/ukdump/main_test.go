@@ -60,7 +60,7 @@ func TestUsage(t *testing.T) {
 			continue
 		}
 		for _, want := range []string{"usage: ukdump <command>", "Exit status: 0 success, 1 failure, 2 usage error",
-			"  load ", "  unload ", "  status ", "  estimate ", "  mkinitrd ", "  convert ", "  dmesg ", "  info ", "  help "} {
+			"  load ", "  unload ", "  status ", "  test ", "  estimate ", "  mkinitrd ", "  convert ", "  dmesg ", "  info ", "  help "} {
 			if !strings.Contains(got, want) {
 				t.Errorf("ukdump %q: usage lacks %q:\n%s", tc.args, want, got)
 			}
@@ -81,6 +81,7 @@ func TestVerbHelp(t *testing.T) {
 		{"load", []string{"config", "init", "kernel", "kernel-config", "key-file", "modules", "reuse-keys", "state"}, nil},
 		{"unload", []string{"state"}, nil},
 		{"status", []string{"config", "loaded-kernel", "state"}, nil},
+		{"test", []string{"state", "yes"}, nil},
 		{"estimate", []string{"config", "init", "kernel", "kernel-config", "modules"}, nil},
 		{"mkinitrd", []string{"config", "init", "kernel", "kernel-config", "modules", "o"}, nil},
 		{"convert", []string{"c", "d", "elf", "q"}, []string{"IN", "OUT"}},
