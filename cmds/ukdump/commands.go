@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"io"
 
 	"github.com/ukdump/ukdump/pkg/config"
 	"github.com/ukdump/ukdump/pkg/diskdump"
@@ -14,21 +15,8 @@ import (
 // parsing and the check of the arguments all come from the entry.
 func commands() []command {
 	return []command{
-		{
-			name:     "load",
-			synopsis: "ukdump load [-config FILE] [-kernel IMAGE] [-modules DIR] [-kernel-config FILE] [-init BINARY] [-key-file FILE] [-reuse-keys] [-state FILE]",
-			summary:  "build the crash initramfs in memory and load the crash kernel",
-			flags: func(fs *flag.FlagSet, o *opts) {
-				buildFlags(fs, o)
-				fs.StringVar(&o.loader.Keys.KeyFile, "key-file", "", "`FILE` holding a LUKS passphrase, - for standard input (tried after the keyring and the live mapping)")
-				fs.BoolVar(&o.loader.ReuseKeys, "reuse-keys", false, "kernel transport: reload with the volume keys saved by the last load")
-				stateFlag(fs, o)
-			},
-			run: func(c *call) error {
-				c.loader.Keys.Prompt = terminalPrompt()
-				return load(c.loader, c.stdout)
-			},
-		},
+		loadCommand("load", "build the crash initramfs in memory and load the crash kernel", loader.Load),
+		loadCommand("reload", "load again over the loaded crash kernel (service reload, kernel and udev hooks), reusing the kernel's saved keys where the logon keys are gone", loader.Reload),
 		{
 			name:     "unload",
 			synopsis: "ukdump unload [-state FILE]",
@@ -120,6 +108,29 @@ type opts struct {
 	convert      convertOpts
 	loadedKernel bool
 	yes          bool
+}
+
+// loadCommand is load or reload: the same flags, run by loader.Load or
+// loader.Reload.
+func loadCommand(name, summary string, run func(*loader.Plan, io.Writer) (*loader.State, error)) command {
+	return command{
+		name:     name,
+		synopsis: "ukdump " + name + " [-config FILE] [-kernel IMAGE] [-modules DIR] [-kernel-config FILE] [-init BINARY] [-key-file FILE] [-reuse-keys] [-state FILE]",
+		summary:  summary,
+		flags:    loadFlags,
+		run: func(c *call) error {
+			c.loader.Keys.Prompt = terminalPrompt()
+			return load(c.loader, run, c.stdout)
+		},
+	}
+}
+
+// loadFlags are the flags of load and reload.
+func loadFlags(fs *flag.FlagSet, o *opts) {
+	buildFlags(fs, o)
+	fs.StringVar(&o.loader.Keys.KeyFile, "key-file", "", "`FILE` holding a LUKS passphrase, - for standard input (tried after the keyring and the live mapping)")
+	fs.BoolVar(&o.loader.ReuseKeys, "reuse-keys", false, "kernel transport: load with the volume keys saved by the last load")
+	stateFlag(fs, o)
 }
 
 // buildFlags are the flags of the verbs that build a crash initramfs.

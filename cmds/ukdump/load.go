@@ -18,16 +18,17 @@ func prepare(o loader.Options) (*loader.Plan, error) {
 	return loader.Prepare(o)
 }
 
-func load(o loader.Options, out io.Writer) error {
+// load runs loader.Load or loader.Reload and says what was loaded.
+func load(o loader.Options, run func(*loader.Plan, io.Writer) (*loader.State, error), out io.Writer) error {
 	p, err := prepare(o)
 	if err != nil {
 		return err
 	}
-	st, err := loader.Load(p, out)
+	st, err := run(p, out)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "crash kernel loaded: %s\ntarget: %s\ncmdline: %s\n", st.Kernel, st.Target, st.Cmdline)
+	fmt.Fprintf(out, "crash kernel loaded: %s (%s)\ntarget: %s, dumps in %s\ncmdline: %s\n", st.Release, st.Kernel, st.Target, st.Path, st.Cmdline)
 	return nil
 }
 

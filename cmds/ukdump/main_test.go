@@ -60,7 +60,7 @@ func TestUsage(t *testing.T) {
 			continue
 		}
 		for _, want := range []string{"usage: ukdump <command>", "Exit status: 0 success, 1 failure, 2 usage error",
-			"  load ", "  unload ", "  status ", "  test ", "  estimate ", "  mkinitrd ", "  convert ", "  dmesg ", "  info ", "  help "} {
+			"  load ", "  reload ", "  unload ", "  status ", "  test ", "  estimate ", "  mkinitrd ", "  convert ", "  dmesg ", "  info ", "  help "} {
 			if !strings.Contains(got, want) {
 				t.Errorf("ukdump %q: usage lacks %q:\n%s", tc.args, want, got)
 			}
@@ -79,6 +79,7 @@ func TestVerbHelp(t *testing.T) {
 		args  []string
 	}{
 		{"load", []string{"config", "init", "kernel", "kernel-config", "key-file", "modules", "reuse-keys", "state"}, nil},
+		{"reload", []string{"config", "init", "kernel", "kernel-config", "key-file", "modules", "reuse-keys", "state"}, nil},
 		{"unload", []string{"state"}, nil},
 		{"status", []string{"config", "loaded-kernel", "state"}, nil},
 		{"test", []string{"state", "yes"}, nil},

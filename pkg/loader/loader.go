@@ -49,6 +49,9 @@ type Options struct {
 	// ReuseKeys reloads with the keys the kernel saved at the last load
 	// (kernel transport), for when the logon keys are gone.
 	ReuseKeys bool
+	// HasLogonKey reports whether a logon key of the LUKS volume is in a
+	// keyring the loader reaches; nil looks in the keyrings.
+	HasLogonKey func(uuid string) bool
 }
 
 // DefaultStateFile lives on tmpfs: a loaded crash kernel does not survive a
