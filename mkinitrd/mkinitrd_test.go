@@ -15,6 +15,7 @@ import (
 	"github.com/u-root/u-root/pkg/cpio"
 
 	"github.com/ukdump/ukdump/pkg/config"
+	"github.com/ukdump/ukdump/pkg/diskdump"
 	"github.com/ukdump/ukdump/pkg/kmod"
 )
 
@@ -80,7 +81,7 @@ func options(t *testing.T) Options {
 			TargetTimeout: 5e9,
 			FailureAction: config.Reboot,
 			FinalAction:   config.Poweroff,
-			Dump:          config.Dump{Level: 31, Compression: "snappy", Format: "kdump"},
+			Dump:          config.Dump{Level: 31, Compression: diskdump.Snappy, Format: diskdump.KdumpFormat},
 		},
 		Tree:    moduleTree(t),
 		Modules: []string{"a"},

@@ -50,6 +50,13 @@ type usageError string
 
 func (e usageError) Error() string { return string(e) }
 
+// exitStatus ends a verb with its code and no message of its own: the
+// verb's output has said why (status: no dump would be written; estimate:
+// the reservation is short).
+type exitStatus int
+
+func (e exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
 func lookup(name string) (command, bool) {
 	for _, c := range commands() {
 		if c.name == name {
@@ -91,9 +98,12 @@ func (c command) execute(args []string, stdout, stderr io.Writer) int {
 	}
 	err := c.run(cl)
 	var ue usageError
+	var es exitStatus
 	switch {
 	case errors.As(err, &ue):
 		return c.usageFailure(stderr, ue.Error())
+	case errors.As(err, &es):
+		return int(es)
 	case err != nil:
 		fmt.Fprintf(stderr, "ukdump %s: %v\n", c.name, err)
 		return exitFailure
@@ -160,7 +170,8 @@ func usage(w io.Writer) {
 "ukdump help <command>" or "ukdump <command> -h" shows a command's arguments
 and flags.
 
-Exit status: 0 success, 1 failure, 2 usage error.
+Exit status: 0 success, 1 failure, 2 usage error. status exits 1 when a
+crash now would not give a dump; estimate when the reservation is short.
 `)
 }
 

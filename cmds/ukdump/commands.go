@@ -3,8 +3,10 @@ package main
 import (
 	"flag"
 	"fmt"
+	"io"
 
 	"github.com/ukdump/ukdump/pkg/config"
+	"github.com/ukdump/ukdump/pkg/diskdump"
 	"github.com/ukdump/ukdump/pkg/loader"
 )
 
@@ -13,21 +15,8 @@ import (
 // parsing and the check of the arguments all come from the entry.
 func commands() []command {
 	return []command{
-		{
-			name:     "load",
-			synopsis: "ukdump load [-config FILE] [-kernel IMAGE] [-modules DIR] [-kernel-config FILE] [-init BINARY] [-key-file FILE] [-reuse-keys] [-state FILE]",
-			summary:  "build the crash initramfs in memory and load the crash kernel",
-			flags: func(fs *flag.FlagSet, o *opts) {
-				buildFlags(fs, o)
-				fs.StringVar(&o.loader.Keys.KeyFile, "key-file", "", "`FILE` holding a LUKS passphrase, - for standard input (tried after the keyring and the live mapping)")
-				fs.BoolVar(&o.loader.ReuseKeys, "reuse-keys", false, "kernel transport: reload with the volume keys saved by the last load")
-				stateFlag(fs, o)
-			},
-			run: func(c *call) error {
-				c.loader.Keys.Prompt = terminalPrompt()
-				return load(c.loader, c.stdout)
-			},
-		},
+		loadCommand("load", "build the crash initramfs in memory and load the crash kernel", loader.Load),
+		loadCommand("reload", "load again over the loaded crash kernel (service reload, kernel and udev hooks), reusing the kernel's saved keys where the logon keys are gone", loader.Reload),
 		{
 			name:     "unload",
 			synopsis: "ukdump unload [-state FILE]",
@@ -37,10 +26,31 @@ func commands() []command {
 		},
 		{
 			name:     "status",
-			synopsis: "ukdump status [-state FILE]",
-			summary:  "show the crash kernel state",
-			flags:    stateFlag,
-			run:      func(c *call) error { return status(c.loader.StateFile, c.stdout) },
+			synopsis: "ukdump status [-config FILE] [-state FILE] [-loaded-kernel]",
+			summary:  "whether a crash now would give a dump, and why not; exit 1 when it would not",
+			flags: func(fs *flag.FlagSet, o *opts) {
+				configFlag(fs, o)
+				stateFlag(fs, o)
+				fs.BoolVar(&o.loadedKernel, "loaded-kernel", false, "print only the release of the loaded crash kernel; exit 1, printing nothing, when none is loaded")
+			},
+			run: func(c *call) error { return showStatus(c.loader, c.loadedKernel, c.stdout) },
+		},
+		{
+			name:     "test",
+			synopsis: "ukdump test [-yes] [-state FILE]",
+			summary:  "crash this machine now to test kdump, after saying what will happen and asking",
+			flags: func(fs *flag.FlagSet, o *opts) {
+				fs.BoolVar(&o.yes, "yes", false, "crash without asking (needed without a terminal)")
+				stateFlag(fs, o)
+			},
+			run: func(c *call) error { return crashTest(c.loader.StateFile, c.yes, c.stdout) },
+		},
+		{
+			name:     "estimate",
+			synopsis: "ukdump estimate [-config FILE] [-kernel IMAGE] [-modules DIR] [-kernel-config FILE] [-init BINARY]",
+			summary:  "the crashkernel= this machine needs, term by term; exit 1 when the reservation is short",
+			flags:    buildFlags,
+			run:      func(c *call) error { return estimate(c.loader, c.stdout) },
 		},
 		{
 			name:     "mkinitrd",
@@ -63,7 +73,7 @@ func commands() []command {
 			summary:  "filter and compress an ELF vmcore",
 			flags: func(fs *flag.FlagSet, o *opts) {
 				fs.IntVar(&o.convert.level, "d", config.DefaultDumpLevel, "dump `LEVEL`: the sum of 1 zero, 2 cache, 4 private cache, 8 user, 16 free pages left out")
-				fs.StringVar(&o.convert.comp, "c", config.DefaultCompression, "per-page compression `CODEC`: snappy, lzo, zstd, zlib or none")
+				fs.TextVar(&o.convert.comp, "c", config.DefaultCompression, "per-page compression `CODEC`: "+diskdump.CompressionNames())
 				fs.BoolVar(&o.convert.elf, "elf", false, "write an ELF core instead of kdump-compressed")
 				fs.BoolVar(&o.convert.quiet, "q", false, "no progress lines")
 			},
@@ -93,18 +103,48 @@ func commands() []command {
 // opts holds the flag values of one run; each verb's flags fill only their
 // part.
 type opts struct {
-	loader  loader.Options
-	output  string
-	convert convertOpts
+	loader       loader.Options
+	output       string
+	convert      convertOpts
+	loadedKernel bool
+	yes          bool
+}
+
+// loadCommand is load or reload: the same flags, run by loader.Load or
+// loader.Reload.
+func loadCommand(name, summary string, run func(*loader.Plan, io.Writer) (*loader.State, error)) command {
+	return command{
+		name:     name,
+		synopsis: "ukdump " + name + " [-config FILE] [-kernel IMAGE] [-modules DIR] [-kernel-config FILE] [-init BINARY] [-key-file FILE] [-reuse-keys] [-state FILE]",
+		summary:  summary,
+		flags:    loadFlags,
+		run: func(c *call) error {
+			c.loader.Keys.Prompt = terminalPrompt()
+			return load(c.loader, run, c.stdout)
+		},
+	}
+}
+
+// loadFlags are the flags of load and reload.
+func loadFlags(fs *flag.FlagSet, o *opts) {
+	buildFlags(fs, o)
+	fs.StringVar(&o.loader.Keys.KeyFile, "key-file", "", "`FILE` holding a LUKS passphrase, - for standard input (tried after the keyring and the live mapping)")
+	fs.BoolVar(&o.loader.ReuseKeys, "reuse-keys", false, "kernel transport: load with the volume keys saved by the last load")
+	stateFlag(fs, o)
 }
 
 // buildFlags are the flags of the verbs that build a crash initramfs.
 func buildFlags(fs *flag.FlagSet, o *opts) {
-	fs.StringVar(&o.loader.ConfigFile, "config", "", fmt.Sprintf("configuration `FILE` (default %s)", config.DefaultConfigFile))
+	configFlag(fs, o)
 	fs.StringVar(&o.loader.Kernel, "kernel", "", "crash kernel `IMAGE` (default /boot/vmlinuz-$(uname -r))")
 	fs.StringVar(&o.loader.ModuleDir, "modules", "", "kernel module `DIR` (default /lib/modules/$(uname -r))")
 	fs.StringVar(&o.loader.KernelConfig, "kernel-config", "", "kernel config `FILE`, to pick the initramfs compression (default /boot/config-$(uname -r))")
 	fs.StringVar(&o.loader.Init, "init", "", "static kdumpinit `BINARY` (default: beside ukdump, then /usr/lib/ukdump)")
+}
+
+// configFlag names ukdump.conf.
+func configFlag(fs *flag.FlagSet, o *opts) {
+	fs.StringVar(&o.loader.ConfigFile, "config", "", fmt.Sprintf("configuration `FILE` (default %s)", config.DefaultConfigFile))
 }
 
 // stateFlag is the flag of the verbs that read or write load's record.

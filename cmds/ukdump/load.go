@@ -18,16 +18,42 @@ func prepare(o loader.Options) (*loader.Plan, error) {
 	return loader.Prepare(o)
 }
 
-func load(o loader.Options, out io.Writer) error {
+// load runs loader.Load or loader.Reload and says what was loaded.
+func load(o loader.Options, run func(*loader.Plan, io.Writer) (*loader.State, error), out io.Writer) error {
 	p, err := prepare(o)
 	if err != nil {
 		return err
 	}
-	st, err := loader.Load(p, out)
+	st, err := run(p, out)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "crash kernel loaded: %s\ntarget: %s on %s\ncmdline: %s\n", st.Kernel, st.Target, st.TargetDevice, st.Cmdline)
+	fmt.Fprintf(out, "crash kernel loaded: %s (%s)\ntarget: %s, dumps in %s\ncmdline: %s\n", st.Release, st.Kernel, st.Target, st.Path, st.Cmdline)
+	return nil
+}
+
+// estimate prints what the crash kernel needs and whether the reservation
+// holds it.
+func estimate(o loader.Options, out io.Writer) error {
+	p, err := prepare(o)
+	if err != nil {
+		return err
+	}
+	ks, err := kexec.ReadStatus(p.Options.Sys.SysDir)
+	if err != nil {
+		return err
+	}
+	e, err := p.Estimate(ks.Reserved)
+	if err != nil {
+		return err
+	}
+	e.Print(out)
+	if !ks.Supported {
+		fmt.Fprintln(out, kexec.Unsupported)
+	}
+	if !ks.Supported || !e.Enough() {
+		return exitStatus(exitFailure)
+	}
 	return nil
 }
 
@@ -50,31 +76,4 @@ func unload(stateFile string, out io.Writer) error {
 		fmt.Fprintln(out, "crash kernel unloaded")
 	}
 	return err
-}
-
-func status(stateFile string, out io.Writer) error {
-	ks, err := kexec.ReadStatus("/sys")
-	if err != nil {
-		return err
-	}
-	loaded := "no"
-	if ks.Loaded {
-		loaded = "yes"
-	}
-	fmt.Fprintf(out, "crash kernel loaded: %s\nreserved memory: %d MiB\n", loaded, ks.Reserved>>20)
-	if ks.Reserved == 0 {
-		fmt.Fprintln(out, "hint: no crashkernel= reservation; add crashkernel=256M to the kernel command line")
-	}
-	st, err := loader.ReadState(stateFile)
-	if err != nil {
-		return err
-	}
-	if st != nil && ks.Loaded {
-		fmt.Fprintf(out, "kernel: %s\ntarget: %s on %s\ninitramfs: %d KiB\nloaded at: %s\n",
-			st.Kernel, st.Target, st.TargetDevice, st.InitramfsSize>>10, st.LoadedAt.Format("2006-01-02 15:04:05 UTC"))
-		for _, v := range st.Volumes {
-			fmt.Fprintf(out, "LUKS volume: %s (UUID %s): key handed over, transport %s, from %s\n", v.Name, v.UUID, v.Transport, v.Source)
-		}
-	}
-	return nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -59,7 +60,7 @@ func TestUsage(t *testing.T) {
 			continue
 		}
 		for _, want := range []string{"usage: ukdump <command>", "Exit status: 0 success, 1 failure, 2 usage error",
-			"  load ", "  unload ", "  status ", "  mkinitrd ", "  convert ", "  dmesg ", "  info ", "  help "} {
+			"  load ", "  reload ", "  unload ", "  status ", "  test ", "  estimate ", "  mkinitrd ", "  convert ", "  dmesg ", "  info ", "  help "} {
 			if !strings.Contains(got, want) {
 				t.Errorf("ukdump %q: usage lacks %q:\n%s", tc.args, want, got)
 			}
@@ -78,8 +79,11 @@ func TestVerbHelp(t *testing.T) {
 		args  []string
 	}{
 		{"load", []string{"config", "init", "kernel", "kernel-config", "key-file", "modules", "reuse-keys", "state"}, nil},
+		{"reload", []string{"config", "init", "kernel", "kernel-config", "key-file", "modules", "reuse-keys", "state"}, nil},
 		{"unload", []string{"state"}, nil},
-		{"status", []string{"state"}, nil},
+		{"status", []string{"config", "loaded-kernel", "state"}, nil},
+		{"test", []string{"state", "yes"}, nil},
+		{"estimate", []string{"config", "init", "kernel", "kernel-config", "modules"}, nil},
 		{"mkinitrd", []string{"config", "init", "kernel", "kernel-config", "modules", "o"}, nil},
 		{"convert", []string{"c", "d", "elf", "q"}, []string{"IN", "OUT"}},
 		{"dmesg", nil, []string{"DUMP"}},
@@ -172,7 +176,7 @@ func TestOfflineUsage(t *testing.T) {
 	}{
 		{[]string{"convert", "only-one"}, 2, "want 2 arguments (IN OUT), have 1"},
 		{[]string{"info"}, 2, "want 1 argument (DUMP), have 0"},
-		{[]string{"convert", "-c", "lz4", "in", "out"}, 1, `compression "lz4"`},
+		{[]string{"convert", "-c", "lz4", "in", "out"}, 2, `compression "lz4" is not snappy, lzo, zstd, zlib or none`},
 		{[]string{"convert", "-d", "99", "in", "out"}, 1, "dump_level 99"},
 		{[]string{"info", "/nonexistent/vmcore"}, 1, "no such file"},
 		{[]string{"dmesg", "main.go"}, 1, "ukdump dmesg:"},
@@ -218,5 +222,18 @@ func TestConvertInfoDmesg(t *testing.T) {
 	}
 	if fromDump.Len() == 0 || fromDump.String() != fromELF.String() {
 		t.Error("dmesg of the converted dump differs from the source's")
+	}
+}
+
+// TestExitStatus: a verb whose output has said why it fails ends with its
+// code and nothing on stderr.
+func TestExitStatus(t *testing.T) {
+	c := command{name: "check", synopsis: "ukdump check", run: func(c *call) error {
+		fmt.Fprintln(c.stdout, "not ready: no crash kernel loaded")
+		return exitStatus(exitFailure)
+	}}
+	var out, errOut bytes.Buffer
+	if code := c.execute(nil, &out, &errOut); code != 1 || errOut.Len() != 0 || out.String() != "not ready: no crash kernel loaded\n" {
+		t.Errorf("execute = %d, stdout %q, stderr %q", code, out.String(), errOut.String())
 	}
 }

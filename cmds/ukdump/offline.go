@@ -16,7 +16,7 @@ import (
 // convertOpts are convert's flags.
 type convertOpts struct {
 	level int
-	comp  string
+	comp  diskdump.Compression
 	elf   bool
 	quiet bool
 }
@@ -35,12 +35,11 @@ func info(dump string, stdout io.Writer) error {
 }
 
 func convert(in, out string, o convertOpts, stdout, stderr io.Writer) error {
-	d := config.Dump{Level: o.level, Compression: o.comp, Format: "kdump"}
-	if err := d.Validate(); err != nil {
-		return err
+	d := config.Dump{Level: o.level, Compression: o.comp, Format: diskdump.KdumpFormat}
+	if o.elf {
+		d.Format = diskdump.ELFFormat
 	}
-	c, err := diskdump.ParseCompression(o.comp)
-	if err != nil {
+	if err := d.Validate(); err != nil {
 		return err
 	}
 	core, err := vmcore.Open(in)
@@ -52,7 +51,7 @@ func convert(in, out string, o convertOpts, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	co := collector.Options{Level: vmcore.Level(o.level), Compression: c, ELF: o.elf}
+	co := collector.Options{Level: vmcore.Level(d.Level), Compression: d.Compression, Format: d.Format}
 	if !o.quiet {
 		co.Progress = func(p collector.Progress) { fmt.Fprintln(stderr, p) }
 	}

@@ -18,7 +18,7 @@ const maxPromptLen = 8 << 10
 // terminal, else nil: a service must not block on a prompt nobody sees.
 func terminalPrompt() func(loader.Volume) ([]byte, error) {
 	fd := int(os.Stdin.Fd())
-	if _, err := unix.IoctlGetTermios(fd, unix.TCGETS); err != nil {
+	if !isTerminal(fd) {
 		return nil
 	}
 	return func(v loader.Volume) (pass []byte, err error) {
@@ -42,6 +42,12 @@ func terminalPrompt() func(loader.Volume) ([]byte, error) {
 		fmt.Fprintln(os.Stderr)
 		return pass, err
 	}
+}
+
+// isTerminal reports whether fd is a terminal.
+func isTerminal(fd int) bool {
+	_, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+	return err == nil
 }
 
 // readLine reads one line from fd a byte at a time into a buffer owned

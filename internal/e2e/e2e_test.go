@@ -140,7 +140,8 @@ func verifyDump(t *testing.T, dir, fsImage string, c cycle, marker string) (vmco
 		"FIRSTINIT CHECK missing-config PASS",
 		"FIRSTINIT CHECK missing-kernel PASS",
 		"FIRSTINIT kexec_crash_loaded=1",
-		"crash kernel loaded: yes",
+		"crash kernel: loaded: ",
+		"ready: a crash now writes a dump to ",
 	} {
 		if !strings.Contains(c.First, want) {
 			t.Errorf("first kernel console lacks %q", want)
@@ -218,10 +219,10 @@ func dumpCompression(t *testing.T, vmcore string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if i.Format != "kdump" {
+	if i.Format != diskdump.KdumpFormat {
 		return ""
 	}
-	return i.Compression
+	return i.Compression.String()
 }
 
 // checkKdump checks a kdump-compressed dump: crash names the release the

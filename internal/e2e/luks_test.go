@@ -195,8 +195,9 @@ func TestLUKSInitrd(t *testing.T) {
 // TestLUKSKernel: the CRASH_DM_CRYPT kernel. The first system left the key
 // as the logon key kdump-cryptsetup:vk-<uuid> (systemd's link-volume-key);
 // a wrong logon key is refused at load time; the kernel carries the right
-// one to the crash kernel. After the load the logon key goes away and the
-// crash kernel is reloaded with the keys the kernel saved (reuse).
+// one to the crash kernel. After the load the logon key goes away, and
+// ukdump reload reloads the crash kernel with the keys the kernel saved
+// (reuse) by itself.
 func TestLUKSKernel(t *testing.T) {
 	requireTools(t, append(hostTools, "cryptsetup")...)
 	r := runLUKS(t, luksCase{Kernel: crashDMKernel(t), FSMiB: 600, Format: lukstest.Options{PBKDF: "argon2id"},
@@ -207,8 +208,9 @@ func TestLUKSKernel(t *testing.T) {
 		"key from logon key kdump-cryptsetup:vk-"+uuid+" (checked against the header digest)",
 		"FIRSTINIT CHECK mkinitrd-no-key PASS",
 		"FIRSTINIT CHECK reload-without-keys-refused PASS",
+		"its logon key is gone; this load reuses the key the kernel saved at the last load",
 		"reusing the key saved by the last load",
-		"FIRSTINIT reloaded with --reuse-keys",
+		"FIRSTINIT reloaded with the saved keys",
 	)
 	wantLines(t, r.Cycle.Crash, "crash kernel", "asked the kernel to restore", "opened LUKS2 "+uuid)
 	checkLUKSDump(t, r, "ext4 on LUKS2 (Argon2id), key handed over by the kernel (CRASH_DM_CRYPT)")

@@ -126,6 +126,10 @@ func fakeSys(t *testing.T) Sys {
 	}
 	link("../../devices/virtual/block/dm-0", "class/block/dm-0")
 	link("../../devices/virtual/block/loop0", "class/block/loop0")
+	mk("devices/virtual/block/dm-0/dev", "253:0\n")
+	mk(pci+"/virtio1/block/vda/vda1/dev", "252:1\n")
+	link("../../devices/virtual/block/dm-0", "dev/block/253:0")
+	link("../../"+pci+"/virtio1/block/vda/vda1", "dev/block/252:1")
 	if err := os.MkdirAll(s.DevDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -215,5 +219,27 @@ func TestWait(t *testing.T) {
 	}
 	if err != nil || d.Name != "vda1" {
 		t.Errorf("Wait = %+v, %v; want vda1", d, err)
+	}
+}
+
+// TestByNumber: the device numbers of mountinfo lead to the sysfs name and
+// back.
+func TestByNumber(t *testing.T) {
+	s := fakeSys(t)
+	for name, num := range map[string][2]uint32{"dm-0": {253, 0}, "vda1": {252, 1}} {
+		d, err := s.ByNumber(num[0], num[1])
+		if err != nil || d.Name != name || d.Path != filepath.Join(s.DevDir, name) {
+			t.Errorf("ByNumber(%d:%d) = %+v, %v; want %s", num[0], num[1], d, err, name)
+		}
+		maj, min, err := s.Number(name)
+		if err != nil || maj != num[0] || min != num[1] {
+			t.Errorf("Number(%s) = %d:%d, %v", name, maj, min, err)
+		}
+	}
+	if _, err := s.ByNumber(0, 21); err == nil || !strings.Contains(err.Error(), "0:21 is not a block device") {
+		t.Errorf("ByNumber(0:21) = %v", err)
+	}
+	if _, _, err := s.Number("vda"); err == nil {
+		t.Error("Number of a device without dev succeeded")
 	}
 }

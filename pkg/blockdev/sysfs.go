@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -132,11 +133,38 @@ func (s Sys) byPath(p string) (Device, error) {
 	if err != nil {
 		return Device{}, err
 	}
-	link, err := filepath.EvalSymlinks(filepath.Join(s.SysDir, "dev", "block", fmt.Sprintf("%d:%d", maj, min)))
+	d, err := s.ByNumber(maj, min)
 	if err != nil {
-		return Device{}, fmt.Errorf("not a block device known to sysfs: %w", err)
+		return Device{}, err
 	}
-	return Device{Name: filepath.Base(link), Path: p}, nil
+	d.Path = p
+	return d, nil
+}
+
+// ByNumber returns the block device with device number major:minor, as
+// mountinfo gives it. Its Path is the node of its kernel name in DevDir.
+func (s Sys) ByNumber(major, minor uint32) (Device, error) {
+	link, err := filepath.EvalSymlinks(filepath.Join(s.SysDir, "dev", "block", fmt.Sprintf("%d:%d", major, minor)))
+	if err != nil {
+		return Device{}, fmt.Errorf("blockdev: %d:%d is not a block device known to sysfs: %w", major, minor, err)
+	}
+	name := filepath.Base(link)
+	return Device{Name: name, Path: filepath.Join(s.DevDir, name)}, nil
+}
+
+// Number returns the device number of the block device name (vda1).
+func (s Sys) Number(name string) (major, minor uint32, err error) {
+	b, err := os.ReadFile(filepath.Join(s.SysDir, "class", "block", name, "dev"))
+	if err != nil {
+		return 0, 0, fmt.Errorf("blockdev: %w", err)
+	}
+	a, m, ok := strings.Cut(strings.TrimSpace(string(b)), ":")
+	ma, err1 := strconv.ParseUint(a, 10, 32)
+	mi, err2 := strconv.ParseUint(m, 10, 32)
+	if !ok || err1 != nil || err2 != nil {
+		return 0, 0, fmt.Errorf("blockdev: %s: device number %q is not major:minor", name, b)
+	}
+	return uint32(ma), uint32(mi), nil
 }
 
 // Stack returns name and every device below it: the whole disk of a

@@ -15,7 +15,6 @@ import (
 	"github.com/ukdump/ukdump/pkg/blockdev"
 	"github.com/ukdump/ukdump/pkg/collector"
 	"github.com/ukdump/ukdump/pkg/config"
-	"github.com/ukdump/ukdump/pkg/diskdump"
 	"github.com/ukdump/ukdump/pkg/dumpdir"
 	"github.com/ukdump/ukdump/pkg/kmsg"
 	"github.com/ukdump/ukdump/pkg/vmcore"
@@ -152,10 +151,6 @@ func writeDump(core *vmcore.Core, d config.Dump, env Env, dir string) (int64, ti
 	} else {
 		env.Log.Printf("wrote vmcore-dmesg.txt")
 	}
-	comp, err := diskdump.ParseCompression(d.Compression)
-	if err != nil {
-		return 0, 0, err
-	}
 	st, err := os.Stat(env.Vmcore)
 	if err != nil {
 		return 0, 0, fmt.Errorf("size of the vmcore: %w", err)
@@ -164,8 +159,8 @@ func writeDump(core *vmcore.Core, d config.Dump, env Env, dir string) (int64, ti
 	unreadable := 0
 	o := collector.Options{
 		Level:       vmcore.Level(d.Level),
-		Compression: comp,
-		ELF:         d.Format == "elf",
+		Compression: d.Compression,
+		Format:      d.Format,
 		Progress: func(p collector.Progress) {
 			env.Log.Progressf("%s", p)
 			if env.Kick != nil {

@@ -98,7 +98,7 @@ func newFixture(t *testing.T) *fixture {
 			Path:          "/var/crash",
 			Hostname:      "host",
 			TargetTimeout: config.Duration(5 * time.Second),
-			Dump:          config.Dump{Level: 31, Compression: "zlib", Format: "kdump"},
+			Dump:          config.Dump{Level: 31, Compression: diskdump.Zlib, Format: diskdump.KdumpFormat},
 		},
 		mnt: &mounter{},
 		log: &bytes.Buffer{},

@@ -23,10 +23,10 @@ import (
 type Options struct {
 	Level       vmcore.Level
 	Compression diskdump.Compression
-	// ELF writes an ELF core instead of the kdump-compressed format.
-	ELF bool
-	// Progress, if set, is called about every Every (2 s when not set)
-	// while pages are written, and once at the end.
+	// Format is the file format; the zero value is diskdump.KdumpFormat.
+	Format diskdump.Format
+	// Progress, if set, is called about every Every while pages are
+	// written, and once at the end.
 	Progress func(Progress)
 	Every    time.Duration
 	// Unreadable, if set, is told of each page that could not be read; the
@@ -139,7 +139,7 @@ func Write(core *vmcore.Core, out io.WriterAt, o Options) (*Result, error) {
 		return nil, err
 	}
 	var w pageWriter
-	if o.ELF {
+	if o.Format == diskdump.ELFFormat {
 		w, err = diskdump.NewELFWriter(out, h, diskdump.ELFOptions{ChunkPFNs: src.chunk, PageOffset: pageOffset(core)})
 	} else {
 		w, err = diskdump.NewWriter(out, h, diskdump.Options{Compression: o.Compression, ChunkPFNs: src.chunk})

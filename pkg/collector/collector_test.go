@@ -93,7 +93,7 @@ func TestWriteELFRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := Write(core, f, Options{Level: 31, ELF: true})
+	res, err := Write(core, f, Options{Level: 31, Format: diskdump.ELFFormat})
 	f.Close()
 	if err != nil {
 		t.Fatal(err)
@@ -157,7 +157,11 @@ func TestUnreadablePage(t *testing.T) {
 			t.Fatal(err)
 		}
 		var bad []uint64
-		res, err := Write(core, f, Options{Level: 0, Compression: diskdump.Snappy, ELF: elf,
+		format := diskdump.KdumpFormat
+		if elf {
+			format = diskdump.ELFFormat
+		}
+		res, err := Write(core, f, Options{Level: 0, Compression: diskdump.Snappy, Format: format,
 			Unreadable: func(pfn uint64, err error) { bad = append(bad, pfn) }})
 		f.Close()
 		if err != nil {

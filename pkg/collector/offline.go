@@ -80,14 +80,14 @@ func DmesgFile(name string, w io.Writer) error {
 
 // Info describes a dump file for "ukdump info".
 type Info struct {
-	Format      string
+	Format      diskdump.Format
 	Release     string
 	CrashTime   time.Time
 	PageSize    int
 	RAMPages    uint64
 	DumpedPages uint64
 	DumpLevel   int
-	Compression string
+	Compression diskdump.Compression
 	Incomplete  bool
 }
 
@@ -97,7 +97,7 @@ func (i Info) String() string {
 	fmt.Fprintf(&b, "format:        %s\nkernel:        %s\ncrash time:    %s\n", i.Format, i.Release, i.CrashTime.UTC().Format(time.RFC3339))
 	fmt.Fprintf(&b, "page size:     %d\nRAM pages:     %d (%d MiB)\ndumped pages:  %d (%d MiB)\n",
 		i.PageSize, i.RAMPages, i.RAMPages*uint64(i.PageSize)>>20, i.DumpedPages, i.DumpedPages*uint64(i.PageSize)>>20)
-	if i.Format == "kdump" {
+	if i.Format == diskdump.KdumpFormat {
 		fmt.Fprintf(&b, "dump level:    %d\ncompression:   %s\n", i.DumpLevel, i.Compression)
 	}
 	if i.Incomplete {
@@ -119,16 +119,16 @@ func FileInfo(name string) (*Info, error) {
 		}
 		defer d.Close()
 		h := d.Header()
-		return &Info{Format: "kdump", Release: h.UTS.Release, CrashTime: h.CrashTime, PageSize: h.PageSize,
+		return &Info{Format: diskdump.KdumpFormat, Release: h.UTS.Release, CrashTime: h.CrashTime, PageSize: h.PageSize,
 			RAMPages: d.NumRAM(), DumpedPages: d.NumDumpable(), DumpLevel: h.DumpLevel,
-			Compression: d.Compression().String(), Incomplete: d.Incomplete()}, nil
+			Compression: d.Compression(), Incomplete: d.Incomplete()}, nil
 	}
 	core, err := vmcore.Open(name)
 	if err != nil {
 		return nil, err
 	}
 	defer core.Close()
-	i := &Info{Format: "elf", PageSize: core.PageSize()}
+	i := &Info{Format: diskdump.ELFFormat, PageSize: core.PageSize()}
 	for _, s := range core.Segments() {
 		if s.VirtStart < 0xffffffff80000000 {
 			i.RAMPages += s.MemSize / uint64(i.PageSize)

@@ -10,6 +10,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ukdump/ukdump/internal/words"
+	"github.com/ukdump/ukdump/pkg/diskdump"
 )
 
 // File is the administrator's configuration, /etc/ukdump.conf.
@@ -18,18 +21,20 @@ import (
 // separated by white space, '#' starts a comment. Directives (the table in
 // directives, which a test holds to this list):
 //
-//	path /var/crash                      directory on the target for dumps
-//	ext4 UUID=…|LABEL=…|/dev/…           the target filesystem (also ext2, ext3, xfs, btrfs)
+//	path /var/crash                      directory for dumps on the target; without a target line, a directory of this system, whose filesystem is the target
+//	ext4 UUID=…|LABEL=…|/dev/…           the target filesystem, of type ext4, ext3, ext2, xfs or btrfs (default: the one holding path)
 //	failure_action reboot                reboot, poweroff or halt when the dump fails ("default" is an alias)
 //	final_action reboot                  reboot, poweroff or halt after the dump
 //	extra_modules mod1 mod2              more kernel modules for the crash kernel
-//	target_timeout 60                    seconds the crash kernel waits for the target
+//	target_timeout 60                    seconds the crash kernel waits for the target ("disk_timeout" is an alias)
 //	cmdline_append arg1 arg2             more crash kernel command line arguments
 //	key_transport auto                   how LUKS volume keys reach the crash kernel: auto, kernel or initrd
 //	dump_level 31                        pages left out: 1 zero, 2 cache, 4 private cache, 8 user, 16 free
 //	compression snappy                   per-page compression: snappy, lzo, zstd, zlib or none
-//	format kdump                         kdump (kdump-compressed) or elf
-//	core_collector makedumpfile -l -d 31 kdump.conf's collector line, read for dump level, compression and format
+//	format kdump                         dump file format: kdump or elf
+//	core_collector makedumpfile -l -d 31 kdump.conf's collector line: -d level, -l lzo, -c zlib, -p snappy, -z zstd, -E elf
+//
+// Other directives of kdump.conf are refused with the reason (see refused).
 type File struct {
 	Target        Target
 	Path          string
@@ -75,10 +80,12 @@ func Parse(r io.Reader) (*File, error) {
 			continue
 		}
 		key := fields[0]
-		if key == "default" {
+		switch {
+		case key == "default":
 			key = "failure_action"
-		}
-		if KnownFS(key) {
+		case key == "disk_timeout":
+			key = "target_timeout"
+		case KnownFS(key):
 			key = "target"
 		}
 		if prev, dup := seen[key]; dup {
@@ -92,22 +99,47 @@ func Parse(r io.Reader) (*File, error) {
 	if err := sc.Err(); err != nil {
 		return nil, err
 	}
-	if c.Target.FSType == "" {
-		return nil, errors.New("no dump target: add a line such as \"ext4 UUID=<filesystem UUID>\"")
-	}
 	return c, nil
 }
 
-// unsupported are kdump.conf directives that other kdump tools accept, so
-// that an administrator moving a kdump.conf learns why a line is refused.
-func unsupported(key string) bool {
-	switch key {
-	case "raw", "nfs", "ssh", "sshkey", "virtiofs", "kdump_post", "kdump_pre",
-		"extra_bins", "dracut_args", "fence_kdump_args", "fence_kdump_nodes",
-		"force_rebuild", "force_no_rebuild", "auto_reset_crashkernel", "failure_action_wait":
-		return true
+// HasTarget reports whether the file names a target. Without one, the
+// target is the filesystem that holds Path in the running system, as with
+// kdump-utils; the loader finds it.
+func (c *File) HasTarget() bool { return c.Target.FSType != "" }
+
+// refused are the kdump.conf directives (of kdump-utils and of older
+// kexec-tools) that ukdump does not take, with the reason, so that an
+// administrator moving a kdump.conf learns why a line is refused.
+func refused() map[string]string {
+	const (
+		network = "the crash kernel has no network: dump to a local filesystem"
+		scripts = "the crash kernel runs no scripts or extra programs (it has no shell)"
+		fs      = "not a filesystem ukdump dumps to (ext4, ext3, ext2, xfs or btrfs)"
+	)
+	return map[string]string{
+		"raw":                    "raw partitions are not supported: dump to a filesystem",
+		"nfs":                    network,
+		"ssh":                    network,
+		"sshkey":                 network,
+		"fence_kdump_args":       network,
+		"fence_kdump_nodes":      network,
+		"link_delay":             network,
+		"net":                    network,
+		"virtiofs":               fs,
+		"minix":                  fs,
+		"kdump_pre":              scripts,
+		"kdump_post":             scripts,
+		"extra_bins":             scripts,
+		"dracut_args":            "ukdump builds its own initramfs, without dracut",
+		"force_rebuild":          "ukdump builds the initramfs in memory at every load: there is nothing to rebuild",
+		"force_no_rebuild":       "ukdump builds the initramfs in memory at every load: there is nothing to rebuild",
+		"auto_reset_crashkernel": "ukdump never changes the kernel command line: \"ukdump estimate\" prints the crashkernel= to set",
+		"blacklist":              "the crash kernel loads only the modules the target needs, and extra_modules",
+		"options":                "module options are not supported in the crash kernel",
+		"debug_mem_level":        "not supported: kdumpinit's memory is a constant (see \"ukdump estimate\")",
+		"override_resettable":    "not supported",
+		"failure_action_wait":    "not supported",
 	}
-	return false
 }
 
 // directive is one kind of line in ukdump.conf.
@@ -126,25 +158,24 @@ type directive struct {
 // directives is the grammar of ukdump.conf. It is a function, not a
 // package variable, so that nothing can change it.
 func directives() []directive {
+	actions := words.Or(Actions())
 	return []directive{
-		{"path", "path /var/crash", "directory on the target for dumps", oneArg(setPath)},
-		{"target", "ext4 UUID=…|LABEL=…|/dev/…", "the target filesystem (also ext2, ext3, xfs, btrfs)", setTarget},
-		{"failure_action", "failure_action reboot", `reboot, poweroff or halt when the dump fails ("default" is an alias)`,
-			oneArg(func(c *File, s string) error { return setAction(&c.FailureAction, s) })},
-		{"final_action", "final_action reboot", "reboot, poweroff or halt after the dump",
-			oneArg(func(c *File, s string) error { return setAction(&c.FinalAction, s) })},
+		{"path", "path /var/crash", "directory for dumps on the target; without a target line, a directory of this system, whose filesystem is the target", oneArg(setPath)},
+		{"target", "ext4 UUID=…|LABEL=…|/dev/…", "the target filesystem, of type " + words.Or(FSTypes()) + " (default: the one holding path)", setTarget},
+		{"failure_action", "failure_action reboot", actions + ` when the dump fails ("default" is an alias)`,
+			parsedArg(ParseAction, func(c *File) *Action { return &c.FailureAction })},
+		{"final_action", "final_action reboot", actions + " after the dump",
+			parsedArg(ParseAction, func(c *File) *Action { return &c.FinalAction })},
 		{"extra_modules", "extra_modules mod1 mod2", "more kernel modules for the crash kernel",
 			someArgs("module name", func(c *File, args []string) { c.ExtraModules = args })},
-		{"target_timeout", "target_timeout 60", "seconds the crash kernel waits for the target", oneArg(setTimeout)},
+		{"target_timeout", "target_timeout 60", `seconds the crash kernel waits for the target ("disk_timeout" is an alias)`, oneArg(setTimeout)},
 		{"cmdline_append", "cmdline_append arg1 arg2", "more crash kernel command line arguments",
 			someArgs("argument", func(c *File, args []string) { c.CmdlineAppend = args })},
-		{"key_transport", "key_transport auto", "how LUKS volume keys reach the crash kernel: auto, kernel or initrd", oneArg(setTransport)},
-		{"dump_level", "dump_level 31", "pages left out: 1 zero, 2 cache, 4 private cache, 8 user, 16 free", oneArg(setLevel)},
-		{"compression", "compression snappy", "per-page compression: snappy, lzo, zstd, zlib or none",
-			oneArg(func(c *File, s string) error { return setDump(c, func(d *Dump) { d.Compression = s }) })},
-		{"format", "format kdump", "kdump (kdump-compressed) or elf",
-			oneArg(func(c *File, s string) error { return setDump(c, func(d *Dump) { d.Format = s }) })},
-		{"core_collector", "core_collector makedumpfile -l -d 31", "kdump.conf's collector line, read for dump level, compression and format", setCollector},
+		{"key_transport", "key_transport auto", "how LUKS volume keys reach the crash kernel: " + words.Or(Transports()), parsedArg(ParseTransport, func(c *File) *Transport { return &c.KeyTransport })},
+		{"dump_level", "dump_level 31", "pages left out: 1 zero, 2 cache, 4 private cache, 8 user, 16 free", parsedArg(ParseLevel, func(c *File) *int { return &c.Dump.Level })},
+		{"compression", "compression snappy", "per-page compression: " + diskdump.CompressionNames(), parsedArg(diskdump.ParseCompression, func(c *File) *diskdump.Compression { return &c.Dump.Compression })},
+		{"format", "format kdump", "dump file format: " + diskdump.FormatNames(), parsedArg(diskdump.ParseFormat, func(c *File) *diskdump.Format { return &c.Dump.Format })},
+		{"core_collector", "core_collector makedumpfile -l -d 31", "kdump.conf's collector line: -d level, -l lzo, -c zlib, -p snappy, -z zstd, -E elf", setCollector},
 	}
 }
 
@@ -155,8 +186,8 @@ func (c *File) apply(key string, f []string) error {
 			return d.set(c, f[0], f[1:])
 		}
 	}
-	if unsupported(key) {
-		return errors.New("not supported by ukdump")
+	if why, ok := refused()[key]; ok {
+		return fmt.Errorf("not supported by ukdump: %s", why)
 	}
 	return errors.New("unknown directive")
 }
@@ -169,6 +200,19 @@ func oneArg(set func(c *File, arg string) error) func(*File, string, []string) e
 		}
 		return set(c, args[0])
 	}
+}
+
+// parsedArg makes the setter of a directive that takes one argument, which
+// parse reads into the field of c that field returns.
+func parsedArg[T any](parse func(string) (T, error), field func(c *File) *T) func(*File, string, []string) error {
+	return oneArg(func(c *File, s string) error {
+		v, err := parse(s)
+		if err != nil {
+			return err
+		}
+		*field(c) = v
+		return nil
+	})
 }
 
 // someArgs makes the setter of a directive that takes a list of what.
@@ -204,51 +248,12 @@ func setPath(c *File, p string) error {
 	return nil
 }
 
-func setAction(dst *Action, s string) error {
-	a, err := ParseAction(s)
-	if err != nil {
-		return err
-	}
-	*dst = a
-	return nil
-}
-
 func setTimeout(c *File, s string) error {
 	secs, err := strconv.Atoi(s)
 	if err != nil || secs <= 0 || secs > MaxTargetTimeout {
 		return fmt.Errorf("%q is not a number of seconds from 1 to %d", s, MaxTargetTimeout)
 	}
 	c.TargetTimeout = time.Duration(secs) * time.Second
-	return nil
-}
-
-func setTransport(c *File, s string) error {
-	switch t := Transport(s); t {
-	case Auto, Kernel, Initrd:
-		c.KeyTransport = t
-		return nil
-	}
-	return fmt.Errorf("unknown transport %q (want auto, kernel or initrd)", s)
-}
-
-func setLevel(c *File, s string) error {
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 0 || n > 31 {
-		return fmt.Errorf("%q is not a dump level from 0 to 31", s)
-	}
-	c.Dump.Level = n
-	return nil
-}
-
-// setDump applies edit to the dump settings if the result is valid. The
-// "config: " of Validate's error goes: ReadFile puts it before the line.
-func setDump(c *File, edit func(*Dump)) error {
-	d := c.Dump
-	edit(&d)
-	if err := d.Validate(); err != nil {
-		return errors.New(strings.TrimPrefix(err.Error(), "config: "))
-	}
-	c.Dump = d
 	return nil
 }
 
@@ -263,9 +268,9 @@ func setCollector(c *File, _ string, args []string) error {
 
 // parseCollector reads the makedumpfile options of a kdump.conf
 // core_collector line, so that an existing kdump.conf keeps its meaning:
-// -d level, -c zlib, -l lzo (written as snappy, which is faster for about
-// the same size), -p snappy, -z zstd, -E ELF. Options that only tune makedumpfile's own output
-// (--message-level, -F, --num-threads ...) are accepted and ignored.
+// -d level, -c zlib, -l lzo, -p snappy, -z zstd, -E ELF. Options that only
+// tune makedumpfile's own output (--message-level, -F, --num-threads ...)
+// are accepted and ignored.
 func parseCollector(args []string, d Dump) (Dump, error) {
 	if len(args) == 0 || args[0] != "makedumpfile" {
 		return d, errors.New("only makedumpfile options are understood (ukdump collects the dump itself)")
@@ -275,19 +280,21 @@ func parseCollector(args []string, d Dump) (Dump, error) {
 		switch {
 		case a == "-d" && i+1 < len(args):
 			i++
-			n, err := strconv.Atoi(args[i])
-			if err != nil || n < 0 || n > 31 {
-				return d, fmt.Errorf("-d %q is not a dump level from 0 to 31", args[i])
+			n, err := ParseLevel(args[i])
+			if err != nil {
+				return d, fmt.Errorf("-d: %w", err)
 			}
 			d.Level = n
 		case a == "-c":
-			d.Compression = "zlib"
-		case a == "-l" || a == "-p":
-			d.Compression = "snappy"
+			d.Compression = diskdump.Zlib
+		case a == "-l":
+			d.Compression = diskdump.LZO
+		case a == "-p":
+			d.Compression = diskdump.Snappy
 		case a == "-z":
-			d.Compression = "zstd"
+			d.Compression = diskdump.Zstd
 		case a == "-E":
-			d.Format = "elf"
+			d.Format = diskdump.ELFFormat
 		case a == "--message-level" || a == "--num-threads":
 			i++
 		case strings.HasPrefix(a, "-"):

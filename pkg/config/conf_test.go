@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/json"
 	"go/ast"
 	"go/parser"
 	"go/token"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ukdump/ukdump/pkg/diskdump"
 )
 
 func TestParse(t *testing.T) {
@@ -40,7 +43,7 @@ format elf
 	if got.Target != want.Target || got.Path != want.Path || got.FailureAction != want.FailureAction ||
 		got.FinalAction != want.FinalAction || strings.Join(got.ExtraModules, ",") != "nvme,ahci" ||
 		got.TargetTimeout != want.TargetTimeout || strings.Join(got.CmdlineAppend, " ") != "loglevel=7" ||
-		got.KeyTransport != Initrd || got.Dump != (Dump{Level: 17, Compression: "zstd", Format: "elf"}) {
+		got.KeyTransport != Initrd || got.Dump != (Dump{Level: 17, Compression: diskdump.Zstd, Format: diskdump.ELFFormat}) {
 		t.Errorf("Parse = %+v, want %+v", *got, want)
 	}
 }
@@ -52,16 +55,19 @@ func TestParseDefaults(t *testing.T) {
 	}
 	if got.Path != DefaultPath || got.FailureAction != Reboot || got.FinalAction != Reboot ||
 		got.TargetTimeout != DefaultTargetTimeout || got.Target.UUID != "" || got.KeyTransport != Auto ||
-		got.Dump != (Dump{Level: 31, Compression: "snappy", Format: "kdump"}) {
+		got.Dump != (Dump{Level: 31, Compression: diskdump.Snappy, Format: diskdump.KdumpFormat}) {
 		t.Errorf("defaults: %+v", *got)
 	}
 }
 
 func TestParseErrors(t *testing.T) {
 	for _, tc := range []struct{ name, conf, want string }{
-		{"no target", "path /var/crash\n", "no dump target"},
 		{"unknown directive", "ext4 /dev/vda\nfrobnicate yes\n", "line 2: frobnicate: unknown directive"},
-		{"unsupported", "nfs server:/export\n", "line 1: nfs: not supported by ukdump"},
+		{"unsupported", "nfs server:/export\n", "line 1: nfs: not supported by ukdump: the crash kernel has no network"},
+		{"scripts", "ext4 /dev/vda\nkdump_post /bin/true\n", "line 2: kdump_post: not supported by ukdump: the crash kernel runs no scripts"},
+		{"other fs", "virtiofs myfs\n", "line 1: virtiofs: not supported by ukdump: not a filesystem ukdump dumps to"},
+		{"shell", "failure_action shell\n", `line 1: failure_action: unknown action "shell": the crash kernel has no shell (want reboot, poweroff or halt)`},
+		{"two timeouts", "disk_timeout 5\ntarget_timeout 7\n", "line 2: target_timeout given again (first on line 1)"},
 		{"relative path", "ext4 /dev/vda\npath crash\n", `line 2: path: "crash" is not an absolute path`},
 		{"bad action", "ext4 /dev/vda\n\nfinal_action explode\n", `line 3: final_action: unknown action "explode"`},
 		{"bad device", "ext4 vda\n", `line 1: ext4: device "vda" is not UUID=`},
@@ -110,7 +116,7 @@ func TestInitRoundTrip(t *testing.T) {
 		TargetTimeout: Duration(90 * time.Second),
 		FailureAction: Reboot,
 		FinalAction:   Poweroff,
-		Dump:          Dump{Level: 31, Compression: "snappy", Format: "kdump"},
+		Dump:          Dump{Level: 31, Compression: diskdump.Snappy, Format: diskdump.KdumpFormat},
 	}
 	b, err := in.Marshal()
 	if err != nil {
@@ -134,7 +140,7 @@ func TestInitRoundTrip(t *testing.T) {
 
 func TestInitValidate(t *testing.T) {
 	ok := Init{Target: Target{FSType: "ext4", UUID: "u"}, Path: "/p", TargetTimeout: 1, FailureAction: Reboot, FinalAction: Reboot,
-		Dump: Dump{Level: 31, Compression: "zstd", Format: "kdump"}}
+		Dump: Dump{Level: 31, Compression: diskdump.Zstd, Format: diskdump.KdumpFormat}}
 	for _, tc := range []struct {
 		name string
 		edit func(*Init)
@@ -163,17 +169,105 @@ func TestInitValidate(t *testing.T) {
 	}
 }
 
+// TestCoreCollector: a kdump.conf collector line keeps its meaning, codec
+// for codec (-l was once read as snappy).
 func TestCoreCollector(t *testing.T) {
-	got, err := Parse(strings.NewReader("ext4 /dev/vda\ncore_collector makedumpfile -l --message-level 7 -d 23\n"))
+	for line, want := range map[string]Dump{
+		"makedumpfile -l --message-level 7 -d 23": {Level: 23, Compression: diskdump.LZO, Format: diskdump.KdumpFormat},
+		"makedumpfile -c -d 31":                   {Level: 31, Compression: diskdump.Zlib, Format: diskdump.KdumpFormat},
+		"makedumpfile -p -d 17":                   {Level: 17, Compression: diskdump.Snappy, Format: diskdump.KdumpFormat},
+		"makedumpfile -z -d 1":                    {Level: 1, Compression: diskdump.Zstd, Format: diskdump.KdumpFormat},
+		"makedumpfile -E -d 1":                    {Level: 1, Compression: diskdump.Snappy, Format: diskdump.ELFFormat},
+		"makedumpfile -F --num-threads 2 -d 0":    {Level: 0, Compression: diskdump.Snappy, Format: diskdump.KdumpFormat},
+	} {
+		got, err := Parse(strings.NewReader("core_collector " + line + "\n"))
+		if err != nil {
+			t.Errorf("%s: %v", line, err)
+			continue
+		}
+		if got.Dump != want {
+			t.Errorf("%s: Dump = %+v, want %+v", line, got.Dump, want)
+		}
+	}
+	if _, err := Parse(strings.NewReader("core_collector makedumpfile -d 40\n")); err == nil || !strings.Contains(err.Error(), `-d: "40" is not a dump level from 0 to 31`) {
+		t.Errorf("bad -d: %v", err)
+	}
+}
+
+// TestNoTarget: without a target line the file is valid; the target is
+// found later, from path.
+func TestNoTarget(t *testing.T) {
+	got, err := Parse(strings.NewReader("path /var/crash/dumps\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Dump != (Dump{Level: 23, Compression: "snappy", Format: "kdump"}) {
-		t.Errorf("Dump = %+v", got.Dump)
+	if got.HasTarget() || got.Path != "/var/crash/dumps" {
+		t.Errorf("Parse = %+v, HasTarget %v", got, got.HasTarget())
 	}
-	got, err = Parse(strings.NewReader("ext4 /dev/vda\ncore_collector makedumpfile -E -d 1\n"))
-	if err != nil || got.Dump.Format != "elf" || got.Dump.Level != 1 {
-		t.Errorf("ELF collector: %+v, %v", got, err)
+	got, err = Parse(strings.NewReader("xfs LABEL=dumps\n"))
+	if err != nil || !got.HasTarget() {
+		t.Errorf("with a target: %+v, %v", got, err)
+	}
+}
+
+// TestInitDumpJSON: the dump settings travel to kdumpinit by name, and a
+// name kdumpinit does not know is refused when read.
+func TestInitDumpJSON(t *testing.T) {
+	b, err := json.Marshal(Dump{Level: 31, Compression: diskdump.LZO, Format: diskdump.ELFFormat})
+	if err != nil || string(b) != `{"level":31,"compression":"lzo","format":"elf"}` {
+		t.Errorf("Marshal = %s, %v", b, err)
+	}
+	var d Dump
+	if err := json.Unmarshal([]byte(`{"level":1,"compression":"zstd","format":"kdump"}`), &d); err != nil || d.Compression != diskdump.Zstd {
+		t.Errorf("Unmarshal = %+v, %v", d, err)
+	}
+	if err := json.Unmarshal([]byte(`{"compression":"lz4"}`), &d); err == nil {
+		t.Error("unknown codec read")
+	}
+}
+
+// TestREADMEDirectives holds README.md's table of kdump.conf directives to
+// the parser: every directive ukdump takes and every one it refuses has a
+// row, with the right verdict.
+func TestREADMEDirectives(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string]string{}
+	for line := range strings.Lines(string(b)) {
+		cells := strings.Split(line, "|")
+		if len(cells) < 4 || !strings.HasPrefix(strings.TrimSpace(cells[1]), "`") {
+			continue
+		}
+		verdict := strings.TrimSpace(cells[2])
+		if verdict != "supported" && verdict != "mapped" && verdict != "refused" {
+			continue
+		}
+		for _, name := range strings.Split(strings.TrimSpace(cells[1]), ",") {
+			rows[strings.Trim(strings.Fields(name)[0], "`")] = verdict
+		}
+	}
+	want := map[string]string{"default": "mapped", "disk_timeout": "mapped", "core_collector": "mapped"}
+	for _, fs := range FSTypes() {
+		want[fs] = "supported"
+	}
+	for _, d := range directives() {
+		if _, ok := want[d.name]; !ok && d.name != "target" {
+			want[d.name] = "supported"
+		}
+	}
+	for name := range refused() {
+		want[name] = "refused"
+	}
+	for name, v := range want {
+		if rows[name] != v {
+			t.Errorf("README.md: directive %s is %q, want %q", name, rows[name], v)
+		}
+		delete(rows, name)
+	}
+	for name := range rows {
+		t.Errorf("README.md lists %s, which Parse does not know", name)
 	}
 }
 

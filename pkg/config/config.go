@@ -11,8 +11,13 @@ import (
 	"fmt"
 	"os"
 	"path"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ukdump/ukdump/internal/words"
+	"github.com/ukdump/ukdump/pkg/diskdump"
 )
 
 // Action is what the crash kernel does when it has finished or failed.
@@ -25,13 +30,25 @@ const (
 	Halt     Action = "halt"
 )
 
-// ParseAction accepts the action names of kdump.conf.
+// Actions lists the actions, the default first.
+func Actions() []Action { return []Action{Reboot, Poweroff, Halt} }
+
+// ParseAction accepts the action names of kdump.conf. kdump-utils' shell
+// and dump_to_rootfs are refused with the reason.
 func ParseAction(s string) (Action, error) {
-	switch a := Action(s); a {
-	case Reboot, Poweroff, Halt:
-		return a, nil
+	for _, a := range Actions() {
+		if string(a) == s {
+			return a, nil
+		}
 	}
-	return "", fmt.Errorf("unknown action %q (want reboot, poweroff or halt)", s)
+	why := ""
+	switch s {
+	case "shell":
+		why = ": the crash kernel has no shell"
+	case "dump_to_rootfs":
+		why = ": ukdump writes only to the dump target"
+	}
+	return "", fmt.Errorf("unknown action %q%s (want %s)", s, why, words.Or(Actions()))
 }
 
 // Defaults for settings the administrator leaves out.
@@ -89,9 +106,9 @@ type Dump struct {
 	// are left out.
 	Level int `json:"level"`
 	// Compression is the per-page compression of the kdump format.
-	Compression string `json:"compression"`
-	// Format is "kdump" (kdump-compressed) or "elf".
-	Format string `json:"format"`
+	Compression diskdump.Compression `json:"compression"`
+	// Format is the file format of the dump.
+	Format diskdump.Format `json:"format"`
 }
 
 // Defaults of the core collector. Snappy is the default compression: on
@@ -101,23 +118,33 @@ type Dump struct {
 // makedumpfile builds without snappy, zstd for small dumps over slow disks.
 const (
 	DefaultDumpLevel   = 31
-	DefaultCompression = "snappy"
-	DefaultFormat      = "kdump"
+	DefaultCompression = diskdump.Snappy
+	DefaultFormat      = diskdump.KdumpFormat
+	// MaxDumpLevel leaves out every kind of page that can be left out.
+	MaxDumpLevel = 31
 )
+
+// ParseLevel reads a dump level.
+func ParseLevel(s string) (int, error) {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 || n > MaxDumpLevel {
+		return 0, fmt.Errorf("%q is not a dump level from 0 to %d", s, MaxDumpLevel)
+	}
+	return n, nil
+}
 
 // Validate reports a dump setting kdumpinit cannot honour.
 func (d Dump) Validate() error {
-	switch {
-	case d.Level < 0 || d.Level > 31:
-		return fmt.Errorf("config: dump_level %d is not between 0 and 31", d.Level)
-	case d.Format != "kdump" && d.Format != "elf":
-		return fmt.Errorf("config: format %q is not kdump or elf", d.Format)
+	if d.Level < 0 || d.Level > MaxDumpLevel {
+		return fmt.Errorf("config: dump_level %d is not between 0 and %d", d.Level, MaxDumpLevel)
 	}
-	switch d.Compression {
-	case "zstd", "snappy", "lzo", "zlib", "none":
-		return nil
+	if _, err := diskdump.ParseFormat(string(d.Format)); err != nil {
+		return fmt.Errorf("config: %w", err)
 	}
-	return fmt.Errorf("config: compression %q is not snappy, lzo, zstd, zlib or none", d.Compression)
+	if _, err := diskdump.ParseCompression(d.Compression.String()); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	return nil
 }
 
 // Transport is how a volume key travels from the first to the crash kernel.
@@ -134,6 +161,19 @@ const (
 	Initrd Transport = "initrd"
 	Auto   Transport = "auto"
 )
+
+// Transports lists the transports key_transport takes, the default first.
+func Transports() []Transport { return []Transport{Auto, Kernel, Initrd} }
+
+// ParseTransport accepts the names of Transports.
+func ParseTransport(s string) (Transport, error) {
+	for _, t := range Transports() {
+		if string(t) == s {
+			return t, nil
+		}
+	}
+	return "", fmt.Errorf("unknown transport %q (want %s)", s, words.Or(Transports()))
+}
 
 // Volume is a LUKS device the crash kernel must unlock.
 type Volume struct {
@@ -234,15 +274,12 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// KnownFS reports whether fs can hold dumps. Each such type is also the name
-// of the kernel module that provides it.
-func KnownFS(fs string) bool {
-	switch fs {
-	case "ext4", "ext3", "ext2", "xfs", "btrfs":
-		return true
-	}
-	return false
-}
+// FSTypes are the filesystems that can hold dumps. Each is also the name of
+// the kernel module that provides it.
+func FSTypes() []string { return []string{"ext4", "ext3", "ext2", "xfs", "btrfs"} }
+
+// KnownFS reports whether fs is one of FSTypes.
+func KnownFS(fs string) bool { return slices.Contains(FSTypes(), fs) }
 
 func validSpec(spec string) bool {
 	for _, k := range []string{"UUID=", "LABEL="} {

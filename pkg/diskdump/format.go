@@ -75,61 +75,6 @@ const (
 // ErrFormat is wrapped by errors reporting malformed dump files.
 var ErrFormat = errors.New("diskdump: malformed file")
 
-// Compression selects how the Writer compresses pages.
-type Compression int
-
-// Supported compressions.
-const (
-	None   Compression = iota // pages stored raw
-	Zlib                      // zlib level 1 (makedumpfile -c)
-	LZO                       // LZO1X (makedumpfile -l)
-	Snappy                    // snappy raw block (makedumpfile -p)
-	Zstd                      // zstd frame (makedumpfile -z)
-)
-
-// String returns the codec name.
-func (c Compression) String() string {
-	switch c {
-	case None:
-		return "none"
-	case Zlib:
-		return "zlib"
-	case LZO:
-		return "lzo"
-	case Snappy:
-		return "snappy"
-	case Zstd:
-		return "zstd"
-	}
-	return fmt.Sprintf("Compression(%d)", int(c))
-}
-
-// flag returns the status / page descriptor flag of c.
-func (c Compression) flag() uint32 {
-	switch c {
-	case Zlib:
-		return FlagZlib
-	case LZO:
-		return FlagLZO
-	case Snappy:
-		return FlagSnappy
-	case Zstd:
-		return FlagZstd
-	}
-	return 0
-}
-
-// ParseCompression maps a name ("none", "zlib", "lzo", "snappy", "zstd") to
-// a Compression.
-func ParseCompression(s string) (Compression, error) {
-	for c := None; c <= Zstd; c++ {
-		if c.String() == s {
-			return c, nil
-		}
-	}
-	return None, fmt.Errorf("diskdump: unknown compression %q", s)
-}
-
 // Utsname is the kernel's struct new_utsname; each field occupies 65 bytes
 // on disk and longer values are truncated to 64 bytes.
 type Utsname struct {

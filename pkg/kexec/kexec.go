@@ -43,15 +43,27 @@ func UnloadCrash() error {
 
 // Status is what the kernel says about crash kernel support.
 type Status struct {
+	// Supported is false when the kernel cannot load a crash kernel at
+	// all: it was built without CONFIG_KEXEC_CORE / CONFIG_CRASH_DUMP, and
+	// sysfs has no kexec_crash_loaded.
+	Supported bool
 	// Loaded is true when a crash kernel is loaded.
 	Loaded bool
 	// Reserved is the size of the crashkernel= reservation in bytes.
 	Reserved uint64
 }
 
+// Unsupported says in plain words why a kernel without Status.Supported
+// cannot take a crash kernel.
+const Unsupported = "this kernel cannot load a crash kernel: it was built without kexec crash dump support (CONFIG_KEXEC_FILE, CONFIG_CRASH_DUMP)"
+
 // ReadStatus reads the crash kernel state from sysfs below sysDir (/sys).
+// A kernel without crash dump support is no error: Supported is false.
 func ReadStatus(sysDir string) (Status, error) {
 	loaded, err := readUint(filepath.Join(sysDir, "kernel", "kexec_crash_loaded"))
+	if errors.Is(err, os.ErrNotExist) {
+		return Status{}, nil
+	}
 	if err != nil {
 		return Status{}, err
 	}
@@ -59,7 +71,7 @@ func ReadStatus(sysDir string) (Status, error) {
 	if err != nil {
 		return Status{}, err
 	}
-	return Status{Loaded: loaded == 1, Reserved: size}, nil
+	return Status{Supported: true, Loaded: loaded == 1, Reserved: size}, nil
 }
 
 func readUint(name string) (uint64, error) {

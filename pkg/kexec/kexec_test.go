@@ -30,8 +30,8 @@ func TestCrashCmdline(t *testing.T) {
 
 func TestReadStatus(t *testing.T) {
 	dir := t.TempDir()
-	if _, err := ReadStatus(dir); err == nil {
-		t.Error("ReadStatus without sysfs files succeeded")
+	if st, err := ReadStatus(dir); err != nil || st.Supported {
+		t.Errorf("ReadStatus without kexec in sysfs = %+v, %v; want unsupported, no error", st, err)
 	}
 	if err := os.MkdirAll(filepath.Join(dir, "kernel"), 0o755); err != nil {
 		t.Fatal(err)
@@ -44,7 +44,7 @@ func TestReadStatus(t *testing.T) {
 	write("kexec_crash_loaded", "1\n")
 	write("kexec_crash_size", "268435456\n")
 	st, err := ReadStatus(dir)
-	if err != nil || !st.Loaded || st.Reserved != 256<<20 {
+	if err != nil || !st.Supported || !st.Loaded || st.Reserved != 256<<20 {
 		t.Errorf("ReadStatus = %+v, %v", st, err)
 	}
 	write("kexec_crash_size", "lots\n")

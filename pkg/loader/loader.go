@@ -49,6 +49,9 @@ type Options struct {
 	// ReuseKeys reloads with the keys the kernel saved at the last load
 	// (kernel transport), for when the logon keys are gone.
 	ReuseKeys bool
+	// HasLogonKey reports whether a logon key of the LUKS volume is in a
+	// keyring the loader reaches; nil looks in the keyrings.
+	HasLogonKey func(uuid string) bool
 }
 
 // DefaultStateFile lives on tmpfs: a loaded crash kernel does not survive a
@@ -128,7 +131,7 @@ func initDirs(exe string) []string {
 type Plan struct {
 	Options Options
 	File    *config.File
-	Target  blockdev.Device
+	Target  Target
 	Build   mkinitrd.Options
 	// Volumes are the LUKS devices under the target, lowest first.
 	Volumes []Volume
@@ -145,13 +148,11 @@ func Prepare(o Options) (*Plan, error) {
 	if _, err := os.Stat(o.Kernel); err != nil {
 		return nil, fmt.Errorf("loader: crash kernel: %w", err)
 	}
-	dev, info, err := o.Sys.Resolve(cf.Target.Spec)
+	target, err := FindTarget(o, cf)
 	if err != nil {
-		return nil, fmt.Errorf("loader: dump target: %w", err)
+		return nil, err
 	}
-	if fsFamily(info.Type) != fsFamily(cf.Target.FSType) {
-		return nil, fmt.Errorf("loader: dump target %s holds %s, not %s", cf.Target.Spec, info.Type, cf.Target.FSType)
-	}
+	dev := target.Device
 	mods, err := o.Sys.Modules(dev.Name)
 	if err != nil {
 		return nil, fmt.Errorf("loader: %w", err)
@@ -175,7 +176,7 @@ func Prepare(o Options) (*Plan, error) {
 			cvols = append(cvols, volumeConfig(v, transport))
 		}
 	}
-	mods = append(mods, fsFamily(cf.Target.FSType))
+	mods = append(mods, fsFamily(target.FS.FSType))
 	mods = append(mods, watchdogModules(o.Sys.SysDir)...)
 	mods = append(mods, cf.ExtraModules...)
 	tree, err := openModules(o.ModuleDir, o.ProcDir)
@@ -196,19 +197,17 @@ func Prepare(o Options) (*Plan, error) {
 	if err != nil || host == "" || host == "(none)" {
 		host = "localhost"
 	}
-	target := cf.Target
-	target.UUID = info.UUID
 	return &Plan{
 		Options:   o,
 		File:      cf,
-		Target:    dev,
+		Target:    target,
 		Volumes:   vols,
 		Transport: transport,
 		Build: mkinitrd.Options{
 			Init: o.Init,
 			Config: config.Init{
-				Target:        target,
-				Path:          cf.Path,
+				Target:        target.FS,
+				Path:          target.Path,
 				Hostname:      host,
 				TargetTimeout: config.Duration(cf.TargetTimeout),
 				FailureAction: cf.FailureAction,
@@ -274,12 +273,21 @@ func loadable(names []string, tree *kmod.Tree, sysDir string) []string {
 	return out
 }
 
-// State is what status shows about the loaded crash kernel. It never holds
-// secrets.
+// State is what status shows about the loaded crash kernel: what it will
+// do when the machine crashes. It never holds secrets.
 type State struct {
-	Kernel        string        `json:"kernel"`
-	Target        string        `json:"target"`
-	TargetDevice  string        `json:"target_device"`
+	Kernel string `json:"kernel"`
+	// Release is the crash kernel's release (uname -r).
+	Release string `json:"release"`
+	// Target describes the target for people; TargetUUID is its
+	// filesystem UUID, TargetDevice its device node now.
+	Target       string `json:"target"`
+	TargetUUID   string `json:"target_uuid"`
+	TargetDevice string `json:"target_device"`
+	// Path is the dump directory on the target filesystem.
+	Path          string        `json:"path"`
+	FinalAction   config.Action `json:"final_action"`
+	FailureAction config.Action `json:"failure_action"`
 	Cmdline       string        `json:"cmdline"`
 	InitramfsSize int64         `json:"initramfs_size"`
 	LoadedAt      time.Time     `json:"loaded_at"`
@@ -304,6 +312,10 @@ func Load(p *Plan, out io.Writer) (st *State, err error) {
 	// the temporary logon keys, so this goroutine keeps its thread.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	ks, err := checkReservation(p)
+	if err != nil {
+		return nil, err
+	}
 	kernel, err := os.Open(p.Options.Kernel)
 	if err != nil {
 		return nil, fmt.Errorf("loader: crash kernel: %w", err)
@@ -344,14 +356,23 @@ func Load(p *Plan, out io.Writer) (st *State, err error) {
 		}()
 	}
 	rep.Print(out)
+	if e, err := p.estimate(rep, ks.Reserved); err == nil && !e.Enough() {
+		fmt.Fprintf(out, "warning: the crash kernel may run out of memory: it needs about %d MiB, %d MiB are reserved (\"ukdump estimate\" explains; %s is enough)\n",
+			e.Total>>20, ks.Reserved>>20, e.Cmdline())
+	}
 	cmdline := kexec.CrashCmdline(p.Options.Cmdline, p.File.CmdlineAppend)
 	if err := kexec.LoadCrash(kernel, initrd, cmdline); err != nil {
 		return nil, err
 	}
 	st = &State{
 		Kernel:        p.Options.Kernel,
-		Target:        fmt.Sprintf("%s %s (UUID=%s)", p.File.Target.FSType, p.File.Target.Spec, p.Build.Config.Target.UUID),
-		TargetDevice:  p.Target.Path,
+		Release:       kernelRelease(p.Options.Kernel),
+		Target:        p.Target.String(),
+		TargetUUID:    p.Target.FS.UUID,
+		TargetDevice:  p.Target.Device.Path,
+		Path:          p.Target.Path,
+		FinalAction:   p.File.FinalAction,
+		FailureAction: p.File.FailureAction,
 		Cmdline:       cmdline,
 		InitramfsSize: rep.Size,
 		LoadedAt:      time.Now().UTC(),

@@ -1,69 +1,81 @@
 package loader
 
 import (
-	"encoding/binary"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/ukdump/ukdump/pkg/blockdev"
+	"github.com/ukdump/ukdump/pkg/loader/loadertest"
 )
 
-const uuid = "12345678-9abc-def0-0123-456789abcdef"
+const uuid = loadertest.UUID
 
-// fakeSystem makes a sysfs with one virtio disk vda holding an ext4
-// superblock, a module tree with virtio_blk, and a kernel file.
+// fakeSystem is loadertest's system as Options.
 func fakeSystem(t *testing.T, conf string) Options {
 	t.Helper()
-	root := t.TempDir()
-	sys, dev := filepath.Join(root, "sys"), filepath.Join(root, "dev")
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
+	return options(loadertest.New(t, conf))
+}
+
+func options(s loadertest.System) Options {
+	return Options{
+		ConfigFile: s.ConfigFile,
+		Kernel:     s.Kernel,
+		ModuleDir:  s.ModuleDir,
+		Init:       s.Init,
+		Cmdline:    "console=ttyS0 crashkernel=256M",
+		Sys:        s.Sys,
+		StateFile:  s.StateFile,
+		ProcDir:    s.ProcDir,
+	}
+}
+
+// TestLoadNeedsReservation: without kexec support or without a
+// reservation, Load stops before it looks for keys or calls the kernel,
+// and says what to do, with the figure.
+func TestLoadNeedsReservation(t *testing.T) {
+	o := fakeSystem(t, "ext4 UUID="+uuid+"\n")
+	p, err := Prepare(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(p, io.Discard); err == nil || !strings.Contains(err.Error(), "this kernel cannot load a crash kernel") {
+		t.Errorf("Load without kexec in sysfs: %v", err)
+	}
+	s := loadertest.New(t, "ext4 UUID="+uuid+"\n")
+	s.Kexec(t, false, 0)
+	if p, err = Prepare(options(s)); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Load(p, io.Discard)
+	for _, want := range []string{"no memory reserved for a crash kernel (crashkernel= is missing from the kernel command line)",
+		"add crashkernel=80M", "/etc/default/grub, run update-grub, and reboot"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Load without a reservation: %v; want %q", err, want)
 		}
 	}
-	write := func(p, s string) {
-		must(os.MkdirAll(filepath.Dir(p), 0o755))
-		must(os.WriteFile(p, []byte(s), 0o644))
-	}
-	link := func(target, p string) {
-		must(os.MkdirAll(filepath.Dir(p), 0o755))
-		must(os.Symlink(target, p))
-	}
-	vda := filepath.Join(sys, "devices/pci0000:00/0000:00:04.0/virtio1/block/vda")
-	write(filepath.Join(vda, "size"), "2048\n")
-	link("../../devices/pci0000:00/0000:00:04.0/virtio1/block/vda", filepath.Join(sys, "class/block/vda"))
-	link("../../../../bus/virtio/drivers/virtio_blk", filepath.Join(sys, "devices/pci0000:00/0000:00:04.0/virtio1/driver"))
-	link("../../../../module/virtio_blk", filepath.Join(sys, "bus/virtio/drivers/virtio_blk/module"))
-	write(filepath.Join(sys, "module/virtio_blk/initstate"), "live\n")
-	// crc32c is built in: sysfs has the module directory but no initstate.
-	write(filepath.Join(sys, "module/crc32c_intel/parameters/x"), "")
+}
 
-	sb := make([]byte, 4096)
-	binary.LittleEndian.PutUint16(sb[1024+56:], 0xEF53)
-	copy(sb[1024+104:], []byte{0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0, 0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef})
-	must(os.MkdirAll(dev, 0o755))
-	must(os.WriteFile(filepath.Join(dev, "vda"), sb, 0o644))
-
-	mods := filepath.Join(root, "modules")
-	write(filepath.Join(mods, "kernel/virtio_blk.ko"), "x")
-	write(filepath.Join(mods, "kernel/nvme.ko"), "x")
-	write(filepath.Join(mods, "modules.dep"), "kernel/virtio_blk.ko:\nkernel/nvme.ko:\n")
-	write(filepath.Join(mods, "modules.builtin"), "kernel/fs/ext4/ext4.ko\n")
-	write(filepath.Join(root, "vmlinuz"), "kernel")
-	write(filepath.Join(root, "proc", "modules"), "virtio_blk 20480 0 - Live 0x0\n")
-	write(filepath.Join(root, "ukdump.conf"), conf)
-	return Options{
-		ConfigFile: filepath.Join(root, "ukdump.conf"),
-		Kernel:     filepath.Join(root, "vmlinuz"),
-		ModuleDir:  mods,
-		Init:       filepath.Join(root, "kdumpinit"),
-		Cmdline:    "console=ttyS0 crashkernel=256M",
-		Sys:        blockdev.Sys{SysDir: sys, DevDir: dev},
-		StateFile:  filepath.Join(root, "state.json"),
-		ProcDir:    filepath.Join(root, "proc"),
+// TestEstimate: the plan's estimate reads init_size from the image and
+// counts the initramfs that Load would build.
+func TestEstimate(t *testing.T) {
+	p, err := Prepare(fakeSystem(t, "ext4 UUID="+uuid+"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := p.Estimate(128 << 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Terms[0].Bytes != 20<<20 || e.Terms[1].Bytes == 0 || e.Terms[2].Bytes <= e.Terms[1].Bytes || !e.Enough() || e.Cmdline() != "crashkernel=80M" {
+		t.Errorf("Estimate = %+v", e)
+	}
+	if got := kernelRelease(p.Options.Kernel); got != loadertest.Release {
+		t.Errorf("kernelRelease = %q", got)
+	}
+	if got := kernelRelease("/boot/vmlinuz-6.1.0-57-cloud-amd64"); got != "6.1.0-57-cloud-amd64" {
+		t.Errorf("kernelRelease by name = %q", got)
 	}
 }
 
@@ -85,7 +97,7 @@ func TestPrepare(t *testing.T) {
 	if got := strings.Join(p.Build.Modules, " "); got != "virtio_blk nvme" {
 		t.Errorf("modules = %q, want virtio_blk nvme", got)
 	}
-	if p.Target.Name != "vda" {
+	if p.Target.Device.Name != "vda" {
 		t.Errorf("target device = %+v", p.Target)
 	}
 }

@@ -219,8 +219,9 @@ func kernelPath() string {
 }
 
 // reloadReusingKeys drops the volume logon keys, as a key timeout would,
-// checks that a plain reload then fails, and reloads with --reuse-keys,
-// which makes the kernel reuse the keys it saved at the first load.
+// checks that a plain load then fails, and runs ukdump reload, which sees
+// the logon keys gone and makes the kernel reuse the keys it saved at the
+// first load.
 func reloadReusingKeys(vols []volume) error {
 	for _, v := range vols {
 		if id, err := keys.Find("logon", keys.Description(v.uuid)); err == nil {
@@ -229,11 +230,11 @@ func reloadReusingKeys(vols []volume) error {
 	}
 	out, err := exec.Command("/usr/bin/ukdump", "load").CombinedOutput()
 	check("reload-without-keys-refused", err != nil && bytes.Contains(out, []byte("no key")), out)
-	out, err = exec.Command("/usr/bin/ukdump", "load", "--reuse-keys").CombinedOutput()
+	out, err = exec.Command("/usr/bin/ukdump", "reload").CombinedOutput()
 	fmt.Printf("%s", out)
 	if err != nil {
-		return fmt.Errorf("ukdump load --reuse-keys: %w", err)
+		return fmt.Errorf("ukdump reload: %w", err)
 	}
-	say("reloaded with --reuse-keys")
+	say("reloaded with the saved keys")
 	return nil
 }
