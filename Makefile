@@ -76,6 +76,7 @@ SYSCONFDIR ?= /etc
 SYSTEMDUNITDIR   ?= $(or $(shell pkg-config --variable=systemdsystemunitdir systemd 2>/dev/null),/lib/systemd/system)
 UDEVDIR          ?= $(or $(shell pkg-config --variable=udevdir udev 2>/dev/null),/lib/udev)
 KERNELINSTALLDIR ?= /usr/lib/kernel/install.d
+INITRAMFSTOOLSDIR ?= /usr/share/initramfs-tools
 
 # $(call install_sub,SRC,MODE,DEST): SRC with ukdump's path made SBINDIR's.
 define install_sub
@@ -95,6 +96,7 @@ endef
 INSTALLED = $(SBINDIR)/ukdump $(PKGLIBDIR)/kdumpinit $(SYSTEMDUNITDIR)/ukdump.service \
 	$(UDEVDIR)/rules.d/98-ukdump.rules $(SYSCONFDIR)/kernel/postinst.d/ukdump \
 	$(SYSCONFDIR)/kernel/postrm.d/ukdump $(KERNELINSTALLDIR)/60-ukdump.install \
+	$(INITRAMFSTOOLSDIR)/hooks/ukdump \
 	$(MANDIR)/man8/ukdump.8.gz $(MANDIR)/man5/ukdump.conf.5.gz
 
 install: build
@@ -105,6 +107,7 @@ install: build
 	install -D -m 0755 packaging/kernel/ukdump $(DESTDIR)$(SYSCONFDIR)/kernel/postinst.d/ukdump
 	install -D -m 0755 packaging/kernel/ukdump $(DESTDIR)$(SYSCONFDIR)/kernel/postrm.d/ukdump
 	install -D -m 0755 packaging/kernel/60-ukdump.install $(DESTDIR)$(KERNELINSTALLDIR)/60-ukdump.install
+	install -D -m 0755 packaging/initramfs-tools/ukdump $(DESTDIR)$(INITRAMFSTOOLSDIR)/hooks/ukdump
 	mkdir -p $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5
 	gzip -9 -n <doc/ukdump.8 >$(DESTDIR)$(MANDIR)/man8/ukdump.8.gz
 	gzip -9 -n <doc/ukdump.conf.5 >$(DESTDIR)$(MANDIR)/man5/ukdump.conf.5.gz

@@ -74,6 +74,9 @@ drwxr-xr-x root/root ./usr/share/doc/
 drwxr-xr-x root/root ./usr/share/doc/ukdump/
 -rw-r--r-- root/root ./usr/share/doc/ukdump/changelog.Debian.gz
 -rw-r--r-- root/root ./usr/share/doc/ukdump/copyright
+drwxr-xr-x root/root ./usr/share/initramfs-tools/
+drwxr-xr-x root/root ./usr/share/initramfs-tools/hooks/
+-rwxr-xr-x root/root ./usr/share/initramfs-tools/hooks/ukdump
 drwxr-xr-x root/root ./usr/share/lintian/
 drwxr-xr-x root/root ./usr/share/lintian/overrides/
 -rw-r--r-- root/root ./usr/share/lintian/overrides/ukdump
@@ -113,9 +116,42 @@ for m in ukdump.8 ukdump.conf.5; do
 done
 
 for s in DEBIAN/postinst DEBIAN/prerm DEBIAN/postrm etc/kernel/postinst.d/ukdump \
-	etc/kernel/postrm.d/ukdump usr/lib/kernel/install.d/60-ukdump.install etc/default/grub.d/ukdump.cfg; do
+	etc/kernel/postrm.d/ukdump usr/lib/kernel/install.d/60-ukdump.install etc/default/grub.d/ukdump.cfg \
+	usr/share/initramfs-tools/hooks/ukdump; do
 	if sh -n "$x/$s"; then pass "sh -n $s"; else fail "sh -n $s"; fi
 done
+
+if grep -qx 'activate-noawait update-initramfs' "$x/DEBIAN/triggers"; then
+	pass "triggers: the initramfs is rebuilt on install and removal"
+else
+	fail "triggers: no update-initramfs trigger"
+fi
+
+# The initramfs hook, run as mkinitramfs does on a fake DESTDIR whose
+# cryptsetup records its arguments: "open" of a LUKS volume gets the
+# option that keeps its key reachable, everything else passes unchanged.
+hook_case() { # name, version printed by the system's cryptsetup, want
+	d=$tmp/hook-$1
+	mkdir -p "$d/dest/sbin"
+	printf '#!/bin/sh\ncase "$1" in luksUUID) echo 0a1b2c3d-4e5f-4071-8293-a4b5c6d7e8f9 ;; *) echo "$@" >>%s/args ;; esac\n' "$d" >"$d/dest/sbin/cryptsetup"
+	chmod +x "$d/dest/sbin/cryptsetup"
+	printf '#!/bin/sh\necho "cryptsetup %s flags: UDEV BLKID KEYRING"\n' "$2" >"$d/system-cryptsetup"
+	chmod +x "$d/system-cryptsetup"
+	DESTDIR=$d/dest UKDUMP_CRYPTSETUP=$d/system-cryptsetup sh "$x/usr/share/initramfs-tools/hooks/ukdump" &&
+		DESTDIR=$d/dest UKDUMP_CRYPTSETUP=$d/system-cryptsetup sh "$x/usr/share/initramfs-tools/hooks/ukdump" || {
+		fail "initramfs hook $1: the hook failed"
+		return
+	}
+	# The wrapper calls the real binary at its initramfs path.
+	sed "s|^real=/sbin/cryptsetup.ukdump-real|real=$d/dest/sbin/cryptsetup.ukdump-real|" "$d/dest/sbin/cryptsetup" >"$d/wrapper"
+	sh "$d/wrapper" -T1 --type=luks --key-file=- open -- /dev/vda2 vda2_crypt
+	sh "$d/wrapper" -T1 --type=plain open -- /dev/vda3 plain
+	sh "$d/wrapper" isLuks -- /dev/vda2
+	printf '%s\n' "$3" "-T1 --type=plain open -- /dev/vda3 plain" "isLuks -- /dev/vda2" >"$d/want"
+	if diff -u "$d/want" "$d/args"; then pass "initramfs hook $1"; else fail "initramfs hook $1 (diff above)"; fi
+}
+hook_case 2.6 2.6.1 "--disable-keyring -T1 --type=luks --key-file=- open -- /dev/vda2 vda2_crypt"
+hook_case 2.7 2.7.5 "--link-vk-to-keyring=@u::%user:kdump-cryptsetup:vk-0a1b2c3d-4e5f-4071-8293-a4b5c6d7e8f9 -T1 --type=luks --key-file=- open -- /dev/vda2 vda2_crypt"
 
 if have readelf; then
 	for b in usr/sbin/ukdump usr/lib/ukdump/kdumpinit; do
