@@ -44,7 +44,7 @@ REAL_VMCORES := UKDUMP_TEST_VMCORE=$(VMCORE_DIR)/debian-6.1.vmcore UKDUMP_TEST_V
 	UKDUMP_TEST_VMCORE_73=$(VMCORE_DIR)/crashdm-7.3.vmcore
 test: lint deb-check
 	rm -rf $(VMCORE_DIR)
-	UKDUMP_VMCORE_DIR=$(VMCORE_DIR) $(GO) test -count=1 -timeout 40m ./...
+	UKDUMP_VMCORE_DIR=$(VMCORE_DIR) $(GO) test -count=1 -parallel 2 -timeout 60m ./...
 	$(REAL_VMCORES) $(GO) test -count=1 -timeout 20m ./pkg/vmcore/... ./pkg/diskdump/... ./pkg/collector/... ./cmds/ukdump/
 
 # The whole crash cycle in QEMU, dumping to a LUKS2 volume, with a short

@@ -82,6 +82,7 @@ func checkPlain(t *testing.T, r plainResult, target string) string {
 // is a whole ELF core, as before the core collector, and is kept for the
 // real-vmcore tests.
 func TestCrashCycle(t *testing.T) {
+	t.Parallel()
 	requireTools(t, hostTools...)
 	r := runPlain(t, plainCase{Kernel: testKernel(t), DiskMiB: 700, Conf: "path /var/crash\nformat elf\ndump_level 0\n", Timeout: 8 * time.Minute})
 	saveVmcore(t, checkPlain(t, r, "ext4 on a virtio disk"), "debian-6.1.vmcore")
@@ -110,6 +111,7 @@ func saveVmcore(t *testing.T, vmcore, name string) {
 // TestCrashCycleDefault is a plain ext4 target with the default dump
 // settings: kdump-compressed, dump level 31, snappy.
 func TestCrashCycleDefault(t *testing.T) {
+	t.Parallel()
 	requireTools(t, hostTools...)
 	r := runPlain(t, plainCase{Kernel: testKernel(t), DiskMiB: 200, Timeout: 5 * time.Minute})
 	if comp := dumpCompression(t, checkPlain(t, r, "ext4 on a virtio disk, default dump settings")); comp != "snappy" {
@@ -121,6 +123,7 @@ func TestCrashCycleDefault(t *testing.T) {
 // kernel (modules .ko.xz, struct page types in the top byte of page_type)
 // and keeps its ELF vmcore for the real-vmcore tests.
 func TestCrashCycle612(t *testing.T) {
+	t.Parallel()
 	requireTools(t, hostTools...)
 	r := runPlain(t, plainCase{Kernel: debianKernel(t, "", "trixie"), DiskMiB: 700, Conf: "format elf\ndump_level 0\n",
 		CrashKernel: "192M", Timeout: 8 * time.Minute})
@@ -313,6 +316,7 @@ func writeReport(t *testing.T, dir string, c cycle, vmcore string, loaded uint64
 // and crash. The crash kernel must give up after target_timeout, take the
 // failure action (QEMU exits on the reboot) and write nothing.
 func TestTargetNeverAppears(t *testing.T) {
+	t.Parallel()
 	requireTools(t, hostTools...)
 	r := runPlain(t, plainCase{Kernel: testKernel(t), DiskMiB: 64, Conf: "target_timeout 10\nfailure_action reboot\n",
 		Params: "ukdump.scenario=vanish", Timeout: 5 * time.Minute})
@@ -363,6 +367,7 @@ func TestTargetNeverAppears(t *testing.T) {
 // incomplete in its header so readers know; the crash kernel says why and
 // takes the failure action.
 func TestDiskFull(t *testing.T) {
+	t.Parallel()
 	requireTools(t, hostTools...)
 	r := runPlain(t, plainCase{Kernel: testKernel(t), DiskMiB: 12, Conf: "compression none\nfailure_action reboot\n", Timeout: 5 * time.Minute})
 	c, dir, disk, marker := r.Cycle, r.Dir, r.Disk, r.Marker

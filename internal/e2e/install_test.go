@@ -25,6 +25,7 @@ import (
 // itself; reinstalling the kernel that ukdump loads reloads it, and a kernel
 // package it does not load leaves it alone.
 func TestInstallDebian(t *testing.T) {
+	t.Parallel()
 	img := realDebian(t)
 	deb := ukdumpDeb.get(t)
 	dir := outDir(t)

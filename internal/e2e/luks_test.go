@@ -179,6 +179,7 @@ func checkLUKSDump(t *testing.T, r luksResult, target string) {
 // has, 4096-byte sectors on an image file); the first system mapped it with
 // the key in the dm-crypt table.
 func TestLUKSInitrd(t *testing.T) {
+	t.Parallel()
 	requireTools(t, append(hostTools, "cryptsetup")...)
 	r := runLUKS(t, luksCase{Kernel: testKernel(t), FSMiB: 600, Format: lukstest.Options{PBKDF: "argon2id", SectorSize: 4096},
 		Mode: "table", Conf: "compression zlib\n", Timeout: 8 * time.Minute, Modules: luksModules})
@@ -199,6 +200,7 @@ func TestLUKSInitrd(t *testing.T) {
 // ukdump reload reloads the crash kernel with the keys the kernel saved
 // (reuse) by itself.
 func TestLUKSKernel(t *testing.T) {
+	t.Parallel()
 	requireTools(t, append(hostTools, "cryptsetup")...)
 	r := runLUKS(t, luksCase{Kernel: crashDMKernel(t), FSMiB: 600, Format: lukstest.Options{PBKDF: "argon2id"},
 		Mode: "keyring", Conf: "key_transport kernel\n", Params: "ukdump.wrongkey=1 ukdump.reuse=1", Timeout: 6 * time.Minute})
@@ -220,6 +222,7 @@ func TestLUKSKernel(t *testing.T) {
 // load: the inner one from its logon key, the outer one from the live
 // table, added as a logon key only for the load.
 func TestLUKSTwoVolumes(t *testing.T) {
+	t.Parallel()
 	requireTools(t, append(hostTools, "cryptsetup")...)
 	k := crashDMKernel(t)
 	dir := outDir(t)
@@ -258,6 +261,7 @@ func TestLUKSTwoVolumes(t *testing.T) {
 // handed over no key. The crash kernel must refuse to dump, take the
 // failure action, and write nothing.
 func TestLUKSKeyVanished(t *testing.T) {
+	t.Parallel()
 	requireTools(t, append(hostTools, "cryptsetup")...)
 	r := runLUKS(t, luksCase{Kernel: crashDMKernel(t), FSMiB: 64, Mode: "keyring",
 		Conf: "key_transport kernel\nfailure_action reboot\n", Params: "ukdump.scenario=nokeys", Timeout: 4 * time.Minute})
