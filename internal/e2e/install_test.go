@@ -10,9 +10,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/ukdump/ukdump/pkg/collector"
-	"github.com/ukdump/ukdump/pkg/diskdump"
 )
 
 // TestInstallDebian is the installation proof on a real Debian 12 system:
@@ -101,11 +98,7 @@ func TestInstallDebian(t *testing.T) {
 			s.run("journalctl -u ukdump.service --no-pager | tail -20"))
 	}
 	s.run("systemctl is-active ukdump.service")
-	s.run("sync")
-	if err := s.sh.Type("poweroff -f"); err != nil {
-		t.Fatal(err)
-	}
-	<-s.vm.Done()
+	s.poweroff()
 
 	// 5. The host takes the image apart and checks the dump.
 	out := filepath.Join(dir, "dump")
@@ -114,30 +107,7 @@ func TestInstallDebian(t *testing.T) {
 	if len(dumps) != 1 {
 		t.Fatalf("want one complete dump under /var/crash, have %v", dumps)
 	}
-	// Readers we did not write: crash names the release, libkdumpfile
-	// reads the pages our reader reads (the default snappy is beyond
-	// Debian 12's makedumpfile); the kernel log holds the marker.
-	if b, err := exec.Command("crash", "--osrelease", dumps[0]).CombinedOutput(); err != nil ||
-		strings.TrimSpace(string(b)) != img.Release {
-		t.Errorf("crash --osrelease: %q, %v (want %s)", b, err, img.Release)
-	}
-	d, err := diskdump.OpenFile(dumps[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	if d.Incomplete() {
-		t.Error("dump marked incomplete")
-	}
-	checkWithLibkdumpfile(t, dumps[0], d)
-	var log strings.Builder
-	if err := collector.DmesgFile(dumps[0], &log); err != nil {
-		t.Fatal(err)
-	}
-	beside, _ := os.ReadFile(filepath.Join(filepath.Dir(dumps[0]), "vmcore-dmesg.txt"))
-	if !strings.Contains(log.String(), marker) || log.String() != string(beside) {
-		t.Errorf("the dump's kernel log lacks the marker %s or differs from vmcore-dmesg.txt", marker)
-	}
+	checkRealDump(t, dumps[0], img.Release, marker)
 	os.WriteFile(filepath.Join(dir, "report.txt"), []byte(report.String()), 0o644)
 	t.Logf("report:\n%s", report)
 }

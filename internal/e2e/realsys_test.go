@@ -116,19 +116,31 @@ type system struct {
 	log *os.File
 }
 
-func bootSystem(t *testing.T, ctx context.Context, img debianImage, disk, dir, crashkernel string, memMiB int) *system {
+// qemuSystem is how a real system is started: its kernel, initramfs and
+// command line (direct kernel boot, as GRUB would boot them), its disks.
+type qemuSystem struct {
+	Kernel, Initrd, Cmdline string
+	Disks                   []string
+	MemoryMiB               int
+	// LogDir receives serial.log.
+	LogDir string
+}
+
+// startSystem powers the machine on; it is off again (QEMU gone) when the
+// test ends.
+func startSystem(t *testing.T, ctx context.Context, q qemuSystem) *system {
 	t.Helper()
-	logf, err := os.Create(filepath.Join(dir, "serial.log"))
+	logf, err := os.Create(filepath.Join(q.LogDir, "serial.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { logf.Close() })
 	vm, err := qemu.Start(ctx, qemu.Options{
-		Kernel:    img.Kernel,
-		Initrd:    img.Initrd,
-		Cmdline:   "root=UUID=" + img.UUID + " ro console=ttyS0 crashkernel=" + crashkernel + " panic=10",
-		MemoryMiB: memMiB,
-		Disks:     []string{disk},
+		Kernel:    q.Kernel,
+		Initrd:    q.Initrd,
+		Cmdline:   q.Cmdline,
+		MemoryMiB: q.MemoryMiB,
+		Disks:     q.Disks,
 		Reboot:    true,
 		Input:     true,
 		Timeout:   30 * time.Minute,
@@ -144,9 +156,32 @@ func bootSystem(t *testing.T, ctx context.Context, img debianImage, disk, dir, c
 		case <-time.After(30 * time.Second):
 		}
 	})
-	s := &system{t: t, vm: vm, ctx: ctx, log: logf}
+	return &system{t: t, vm: vm, ctx: ctx, log: logf}
+}
+
+// bootSystem boots the plain Debian image with its root disk and waits for
+// the login shell.
+func bootSystem(t *testing.T, ctx context.Context, img debianImage, disk, dir, crashkernel string, memMiB int) *system {
+	t.Helper()
+	s := startSystem(t, ctx, qemuSystem{Kernel: img.Kernel, Initrd: img.Initrd,
+		Cmdline: "root=UUID=" + img.UUID + " ro console=ttyS0 crashkernel=" + crashkernel + " panic=10",
+		Disks:   []string{disk}, MemoryMiB: memMiB, LogDir: dir})
 	s.waitBoot()
 	return s
+}
+
+// poweroff flushes and powers the machine off, and waits for QEMU to end.
+func (s *system) poweroff() {
+	s.t.Helper()
+	s.run("sync")
+	if err := s.sh.Type("poweroff -f"); err != nil {
+		s.t.Fatal(err)
+	}
+	select {
+	case <-s.vm.Done():
+	case <-time.After(2 * time.Minute):
+		s.t.Fatal("the machine did not power off")
+	}
 }
 
 // waitBoot waits for the login shell of a (re)boot.
