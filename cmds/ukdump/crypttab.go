@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"strings"
 
-	"github.com/ukdump/ukdump/pkg/config"
 	"github.com/ukdump/ukdump/pkg/crypttab"
 	"github.com/ukdump/ukdump/pkg/keys"
 	"github.com/ukdump/ukdump/pkg/loader"
@@ -65,10 +64,7 @@ func editCrypttab(p *loader.Plan, env crypttabEnv, yes bool) error {
 		fmt.Fprintf(out, "no LUKS volume under the dump target (%s): nothing to do\n", p.Target)
 		return nil
 	}
-	keyType := "user"
-	if p.Transport == config.Kernel {
-		keyType = "logon"
-	}
+	keyType := crypttab.KeyType(p.Transport)
 	old, err := os.ReadFile(env.File)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("crypttab: %w", err)

@@ -12,6 +12,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/ukdump/ukdump/pkg/config"
 )
 
 // DefaultFile is the crypttab of the running system.
@@ -21,6 +23,17 @@ const DefaultFile = "/etc/crypttab"
 // cryptsetup 2.7) that links a LUKS2 volume key into a keyring when it
 // opens the volume.
 const LinkVolumeKey = "link-volume-key"
+
+// KeyType is the type of key link-volume-key= should leave for transport
+// t: a logon key for the kernel transport, which has the kernel copy it
+// by name (userspace never reads a logon key back); a user key for the
+// initrd transport, whose key bytes the loader must read.
+func KeyType(t config.Transport) string {
+	if t == config.Kernel {
+		return "logon"
+	}
+	return "user"
+}
 
 // LinkVolumeKeyValue is the value of link-volume-key= that leaves the key
 // in root's user keyring (@u) as a key of keyType ("logon" or "user")

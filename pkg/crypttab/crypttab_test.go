@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/ukdump/ukdump/pkg/config"
 )
 
 const debian = `# <target name>	<source device>		<key file>	<options>
@@ -110,6 +112,9 @@ func TestSetOption(t *testing.T) {
 func TestLinkVolumeKeyValue(t *testing.T) {
 	if got := LinkVolumeKeyValue("logon", "kdump-cryptsetup:vk-u"); got != "@u::%logon:kdump-cryptsetup:vk-u" {
 		t.Errorf("LinkVolumeKeyValue = %q", got)
+	}
+	if KeyType(config.Kernel) != "logon" || KeyType(config.Initrd) != "user" {
+		t.Errorf("KeyType: kernel %s, initrd %s", KeyType(config.Kernel), KeyType(config.Initrd))
 	}
 }
 

@@ -97,18 +97,20 @@ func Detect(root string, run Runner) Openers {
 }
 
 // LinkVolumeKey tells whether systemd-cryptsetup here links a volume key
-// as link-volume-key= asks: ok, and known when the versions could be read
-// (both, or one that is too old).
+// as link-volume-key= asks, and whether that is known for sure. systemd
+// 256 or later is taken to honour it when cryptsetup's own version is
+// unknown: systemd-cryptsetup needs only the library, not the cryptsetup
+// program, and distributions build systemd 256 with libcryptsetup 2.7.
 func (o Openers) LinkVolumeKey() (ok, known bool) {
 	sd, cs := o.Systemd, o.Cryptsetup
 	switch {
 	case sd.Known() && sd.Major < SystemdLinkVolumeKey,
 		cs.Known() && !cs.AtLeast(CryptsetupLinkVolumeKeyMajor, CryptsetupLinkVolumeKeyMinor):
 		return false, true
-	case sd.Known() && cs.Known():
-		return true, true
+	case !sd.Known():
+		return false, false
 	}
-	return false, false
+	return true, cs.Known()
 }
 
 // Requirement says what link-volume-key= needs, and what this system has.

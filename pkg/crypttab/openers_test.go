@@ -41,6 +41,7 @@ func TestDetect(t *testing.T) {
 		{"new systemd, old cryptsetup", sd257, cs261, "257", "2.6.1", false, true},
 		{"no systemd", "", cs275, "unknown", "2.7.5", false, false},
 		{"old systemd, no cryptsetup", sd252, "", "252", "unknown", false, true},
+		{"new systemd, no cryptsetup", sd257, "", "257", "unknown", true, false},
 		{"nothing", "", "", "unknown", "unknown", false, false},
 		{"garbage", "hello\n", "cryptsetup x.y\n", "unknown", "unknown", false, false},
 		{"release candidate", "systemd 258~rc2 (258~rc2-1)\n", "cryptsetup 2.8.0-rc1 flags:\n", "258", "2.8.0", true, true},

@@ -181,6 +181,10 @@ type KeyProbe struct {
 	Notes []string
 	// Err is a source whose key the header refuses: a load fails on it.
 	Err error
+	// Unreadable is set when a user key is there but this process cannot
+	// read it: it does not possess root's user keyring, which
+	// ukdump.service does (KeyringMode=shared).
+	Unreadable bool
 }
 
 // ProbeKey says where a load would take v's key from now, without a
@@ -190,12 +194,18 @@ type KeyProbe struct {
 func ProbeKey(v Volume, t config.Transport, o KeyOptions) KeyProbe {
 	var p KeyProbe
 	note := func(format string, args ...any) { p.Notes = append(p.Notes, fmt.Sprintf(format, args...)) }
-	k, err := liveKey(v, t, o.store(), note)
+	s := o.store()
+	k, err := liveKey(v, t, s, note)
 	if k != nil {
 		p.From, p.Source = k.From, k.Source
 		k.Wipe()
 	}
 	p.Err = err
+	if k == nil && err == nil {
+		// A user key that is there gave no key: it could not be read.
+		_, ferr := s.Find("user", keys.Description(v.UUID))
+		p.Unreadable = ferr == nil
+	}
 	return p
 }
 

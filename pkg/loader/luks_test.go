@@ -11,89 +11,12 @@ import (
 	"runtime"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/ukdump/ukdump/pkg/config"
-	"github.com/ukdump/ukdump/pkg/dm"
 	"github.com/ukdump/ukdump/pkg/keys"
+	"github.com/ukdump/ukdump/pkg/loader/loadertest"
 	"github.com/ukdump/ukdump/pkg/luks"
 )
-
-// fakeKeys is a KeyStore: keyring keys by type and description, live
-// tables by mapping name. It keeps every buffer it hands out, so a test
-// can check that the loader wiped them.
-type fakeKeys struct {
-	ring   []fakeKey
-	tables map[string][]byte
-	// refs are the mappings whose table names a keyring key.
-	refs map[string]string
-	// noHMAC is a kernel that cannot hash with a keyring key.
-	noHMAC bool
-	handed [][]byte
-}
-
-type fakeKey struct {
-	typ, desc string
-	payload   []byte
-}
-
-func (f *fakeKeys) add(typ, desc string, payload []byte) {
-	f.ring = append(f.ring, fakeKey{typ, desc, bytes.Clone(payload)})
-}
-
-func (f *fakeKeys) Find(typ, desc string) (int, error) {
-	for i, k := range f.ring {
-		if k.typ == typ && k.desc == desc {
-			return i + 1, nil
-		}
-	}
-	return 0, fmt.Errorf("keys: %s key %q: %w", typ, desc, keys.ErrNoKey)
-}
-
-func (f *fakeKeys) Read(id int) ([]byte, error) {
-	k := f.ring[id-1]
-	if k.typ != "user" {
-		return nil, fmt.Errorf("keys: read key %d: operation not supported", id)
-	}
-	return f.hand(k.payload), nil
-}
-
-func (f *fakeKeys) PBKDF2(id int, hash string, salt []byte, iter, keyLen int, limit time.Duration) ([]byte, error) {
-	if f.noHMAC {
-		return nil, keys.ErrNoKernelHMAC
-	}
-	h, err := luks.Hash(hash)
-	if err != nil {
-		return nil, err
-	}
-	return luks.PBKDF2(h, f.ring[id-1].payload, salt, iter, keyLen, limit)
-}
-
-func (f *fakeKeys) TableKey(name string) ([]byte, string, error) {
-	if ref, ok := f.refs[name]; ok {
-		return nil, ref, fmt.Errorf("dm: %s: %w", name, dm.ErrKeyInKeyring)
-	}
-	if k, ok := f.tables[name]; ok {
-		return f.hand(k), "", nil
-	}
-	return nil, "", errors.New("dm: open /dev/mapper/control: no such file or directory")
-}
-
-func (f *fakeKeys) hand(b []byte) []byte {
-	c := bytes.Clone(b)
-	f.handed = append(f.handed, c)
-	return c
-}
-
-// allWiped fails the test when a buffer handed out still holds a byte.
-func (f *fakeKeys) allWiped(t *testing.T) {
-	t.Helper()
-	for i, b := range f.handed {
-		if !bytes.Equal(b, make([]byte, len(b))) {
-			t.Errorf("key buffer %d handed to the loader was not wiped", i)
-		}
-	}
-}
 
 // testVolume is a LUKS2 volume whose header digest matches key, the
 // header built here so that no image or cryptsetup is needed.
@@ -155,27 +78,27 @@ func TestFindKeySources(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			v, key := testVolume(t, "crypt")
-			f := &fakeKeys{tables: map[string][]byte{}, refs: map[string]string{}, noHMAC: tc.noHMAC}
+			f := &loadertest.Keys{Tables: map[string][]byte{}, Refs: map[string]string{}, NoHMAC: tc.noHMAC, Unreadable: tc.have.unreadable}
 			if tc.have.logon {
-				f.add("logon", keys.Description(v.UUID), key)
+				f.Add("logon", keys.Description(v.UUID), key)
 			}
 			if tc.have.legacy {
-				f.add("logon", keys.LegacyDescription(v.UUID), key)
+				f.Add("logon", keys.LegacyDescription(v.UUID), key)
 			}
 			switch {
 			case tc.have.user && tc.wrongUser:
-				f.add("user", keys.Description(v.UUID), wrong)
+				f.Add("user", keys.Description(v.UUID), wrong)
 			case tc.have.user:
-				f.add("user", keys.Description(v.UUID), key)
+				f.Add("user", keys.Description(v.UUID), key)
 			}
 			if tc.have.table {
-				f.tables[v.Name] = key
+				f.Tables[v.Name] = key
 			}
 			if tc.have.ref {
-				f.refs[v.Name] = ":64:logon:cryptsetup:x-d0"
+				f.Refs[v.Name] = ":64:logon:cryptsetup:x-d0"
 			}
 			var log bytes.Buffer
-			o := KeyOptions{Log: &log, Store: unreadable(f, tc.have.unreadable)}
+			o := KeyOptions{Log: &log, Store: f}
 			o.pass = &passphrases{o: o}
 			k, err := findKey(v, tc.transport, o)
 			if tc.err != "" {
@@ -194,7 +117,7 @@ func TestFindKeySources(t *testing.T) {
 				}
 			}
 			if k == nil {
-				f.allWiped(t)
+				f.AllWiped(t)
 				return
 			}
 			if k.From != tc.from || !strings.HasPrefix(k.Source, string(tc.from)) {
@@ -211,59 +134,50 @@ func TestFindKeySources(t *testing.T) {
 				}
 			}
 			k.Wipe()
-			f.allWiped(t)
+			f.AllWiped(t)
 		})
 	}
-}
-
-// unreadableKeys is a keyring whose user keys cannot be read, as when the
-// loader does not possess them.
-type unreadableKeys struct{ *fakeKeys }
-
-func (unreadableKeys) Read(id int) ([]byte, error) {
-	return nil, fmt.Errorf("keys: read key %d: permission denied", id)
-}
-
-func unreadable(f *fakeKeys, yes bool) KeyStore {
-	if yes {
-		return unreadableKeys{f}
-	}
-	return f
 }
 
 // TestProbeKey: status's look at the sources says which one a load would
 // use, or why none, and wipes every byte it read.
 func TestProbeKey(t *testing.T) {
 	v, key := testVolume(t, "crypt")
-	f := &fakeKeys{tables: map[string][]byte{v.Name: key}}
-	f.add("user", keys.Description(v.UUID), key)
+	f := &loadertest.Keys{Tables: map[string][]byte{v.Name: key}}
+	f.Add("user", keys.Description(v.UUID), key)
 	p := ProbeKey(v, config.Initrd, KeyOptions{Store: f})
 	if p.From != FromUserKey || p.Source != "user key "+keys.Description(v.UUID) || p.Err != nil {
 		t.Errorf("ProbeKey = %+v", p)
 	}
-	f.allWiped(t)
+	f.AllWiped(t)
 
-	f = &fakeKeys{refs: map[string]string{v.Name: ":64:logon:cryptsetup:x"}}
-	f.add("logon", keys.Description(v.UUID), key)
+	f = &loadertest.Keys{Refs: map[string]string{v.Name: ":64:logon:cryptsetup:x"}}
+	f.Add("logon", keys.Description(v.UUID), key)
 	p = ProbeKey(v, config.Initrd, KeyOptions{Store: f})
 	if p.From != "" || p.Err != nil || len(p.Notes) != 3 || !strings.Contains(p.Notes[0], "initrd transport needs the key bytes") {
 		t.Errorf("ProbeKey with only a logon key, initrd transport = %+v", p)
 	}
 
-	f = &fakeKeys{tables: map[string][]byte{v.Name: bytes.Repeat([]byte{1}, 32)}}
+	f = &loadertest.Keys{Unreadable: true}
+	f.Add("user", keys.Description(v.UUID), key)
+	if p = ProbeKey(v, config.Initrd, KeyOptions{Store: f}); p.From != "" || !p.Unreadable {
+		t.Errorf("ProbeKey with an unreadable user key = %+v", p)
+	}
+
+	f = &loadertest.Keys{Tables: map[string][]byte{v.Name: bytes.Repeat([]byte{1}, 32)}}
 	p = ProbeKey(v, config.Initrd, KeyOptions{Store: f})
 	if p.From != "" || !errors.Is(p.Err, luks.ErrWrongKey) {
 		t.Errorf("ProbeKey with a wrong table key = %+v", p)
 	}
-	f.allWiped(t)
+	f.AllWiped(t)
 }
 
 // TestPrepareKeysUserKey: a user key goes into the initramfs secrets for
 // the initrd transport, and every copy is wiped by cleanup.
 func TestPrepareKeysUserKey(t *testing.T) {
 	v, key := testVolume(t, "crypt")
-	f := &fakeKeys{}
-	f.add("user", keys.Description(v.UUID), key)
+	f := &loadertest.Keys{}
+	f.Add("user", keys.Description(v.UUID), key)
 	p := &Plan{Volumes: []Volume{v}, Transport: config.Initrd,
 		Options: Options{Keys: KeyOptions{Store: f}, CrashDM: keys.CrashDM{Dir: filepath.Join(t.TempDir(), "none")}}}
 	var out bytes.Buffer
@@ -283,7 +197,7 @@ func TestPrepareKeysUserKey(t *testing.T) {
 	if err := h.cleanup(); err != nil {
 		t.Fatal(err)
 	}
-	f.allWiped(t)
+	f.AllWiped(t)
 }
 
 // TestPrepareKeysUserKeyKernel: with the kernel transport, a user key's
@@ -295,8 +209,8 @@ func TestPrepareKeysUserKeyKernel(t *testing.T) {
 	defer runtime.UnlockOSThread()
 	v, key := testVolume(t, "crypt")
 	desc := keys.Description(v.UUID)
-	f := &fakeKeys{}
-	f.add("user", desc, key)
+	f := &loadertest.Keys{}
+	f.Add("user", desc, key)
 	dir := filepath.Join(t.TempDir(), "crash_dm_crypt_keys")
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
@@ -311,7 +225,7 @@ func TestPrepareKeysUserKeyKernel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.allWiped(t) // the kernel has its copy
+	f.AllWiped(t) // the kernel has its copy
 	if _, err := keys.Find("logon", desc); err != nil {
 		t.Errorf("no temporary logon key during the load: %v", err)
 	}
