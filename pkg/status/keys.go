@@ -82,9 +82,12 @@ func (k VolumeKey) Advice(o crypttab.Openers, t config.Transport) string {
 		return "the ukdump initramfs hook captures the key at the next boot (it is installed with the package; run update-initramfs -u if you installed by hand)"
 	}
 	if ok, _ := o.LinkVolumeKey(); ok && k.Entry != nil {
-		want := crypttab.LinkVolumeKeyValue(crypttab.KeyType(t), keys.Description(k.Volume.UUID))
-		if v, _ := k.Entry.Option(crypttab.LinkVolumeKey); v == want {
-			return "its crypttab line has link-volume-key=" + want + ": the key is there once systemd-cryptsetup opens the volume again (reboot)"
+		desc := keys.Description(k.Volume.UUID)
+		// A user key serves the kernel transport too: the loader makes a
+		// logon key of it for the load.
+		v, _ := k.Entry.Option(crypttab.LinkVolumeKey)
+		if v == crypttab.LinkVolumeKeyValue(crypttab.KeyType(t), desc) || v == crypttab.LinkVolumeKeyValue("user", desc) {
+			return "its crypttab line has link-volume-key=" + v + ": the key is there once systemd-cryptsetup opens the volume again (reboot)"
 		}
 		return "run ukdump setup-crypttab, then reboot"
 	}

@@ -68,6 +68,8 @@ func TestKeys(t *testing.T) {
 				"    to fix: run ukdump setup-crypttab, then reboot\n"}},
 		{"none, line already set", "initrd", source{}, line + ",link-volume-key=@u::%user:" + desc + "\n", debian13, nil,
 			[]string{"    to fix: its crypttab line has link-volume-key=@u::%user:" + desc + ": the key is there once systemd-cryptsetup opens the volume again (reboot)\n"}},
+		{"none, user key line, kernel transport", "kernel", source{}, line + ",link-volume-key=@u::%user:" + desc + "\n", debian13, nil,
+			[]string{"    to fix: its crypttab line has link-volume-key=@u::%user:" + desc + ": the key is there once"}},
 		{"none, cryptroot", "initrd", source{}, line + "\n", withCryptroot, nil,
 			[]string{"    to fix: the ukdump initramfs hook captures the key at the next boot (it is installed with the package; run update-initramfs -u if you installed by hand)\n"}},
 		{"none, systemd 252", "initrd", source{}, line + "\n", debian12, nil,
