@@ -8,6 +8,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ukdump/ukdump/pkg/crashtest"
+	"github.com/ukdump/ukdump/pkg/crypttab"
 	"github.com/ukdump/ukdump/pkg/loader"
 	"github.com/ukdump/ukdump/pkg/status"
 )
@@ -31,7 +32,7 @@ func showStatus(o loader.Options, loadedKernel bool, out io.Writer) error {
 		fmt.Fprintln(out, rel)
 		return nil
 	}
-	r := status.Gather(o)
+	r := status.Gather(o, status.Env{Crypttab: crypttab.DefaultFile, Openers: crypttab.Detect("/", runProgram)})
 	r.Print(out)
 	if !r.Ready() {
 		return exitStatus(exitFailure)

@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"github.com/ukdump/ukdump/pkg/config"
+	"github.com/ukdump/ukdump/pkg/crypttab"
 	"github.com/ukdump/ukdump/pkg/diskdump"
 	"github.com/ukdump/ukdump/pkg/loader"
 )
@@ -51,6 +52,17 @@ func commands() []command {
 			summary:  "the crashkernel= this machine needs, term by term; exit 1 when the reservation is short",
 			flags:    buildFlags,
 			run:      func(c *call) error { return estimate(c.loader, c.stdout) },
+		},
+		{
+			name:     "setup-crypttab",
+			synopsis: "ukdump setup-crypttab [-yes] [-crypttab FILE] [-config FILE] [-kernel IMAGE] [-modules DIR] [-kernel-config FILE] [-init BINARY]",
+			summary:  "add link-volume-key= to the crypttab lines of the LUKS volumes under the target, so that the next boots leave their keys where load finds them",
+			flags: func(fs *flag.FlagSet, o *opts) {
+				fs.BoolVar(&o.yes, "yes", false, "apply the change without asking (needed without a terminal)")
+				fs.StringVar(&o.crypttab, "crypttab", crypttab.DefaultFile, "the crypttab `FILE` to edit")
+				buildFlags(fs, o)
+			},
+			run: func(c *call) error { return setupCrypttab(c.loader, c.crypttab, c.yes, c.stdout) },
 		},
 		{
 			name:     "mkinitrd",
@@ -108,6 +120,7 @@ type opts struct {
 	convert      convertOpts
 	loadedKernel bool
 	yes          bool
+	crypttab     string
 }
 
 // loadCommand is load or reload: the same flags, run by loader.Load or

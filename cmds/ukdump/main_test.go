@@ -60,7 +60,7 @@ func TestUsage(t *testing.T) {
 			continue
 		}
 		for _, want := range []string{"usage: ukdump <command>", "Exit status: 0 success, 1 failure, 2 usage error",
-			"  load ", "  reload ", "  unload ", "  status ", "  test ", "  estimate ", "  mkinitrd ", "  convert ", "  dmesg ", "  info ", "  help "} {
+			"  load ", "  reload ", "  unload ", "  status ", "  test ", "  estimate ", "  setup-crypttab ", "  mkinitrd ", "  convert ", "  dmesg ", "  info ", "  help "} {
 			if !strings.Contains(got, want) {
 				t.Errorf("ukdump %q: usage lacks %q:\n%s", tc.args, want, got)
 			}
@@ -84,6 +84,7 @@ func TestVerbHelp(t *testing.T) {
 		{"status", []string{"config", "loaded-kernel", "state"}, nil},
 		{"test", []string{"state", "yes"}, nil},
 		{"estimate", []string{"config", "init", "kernel", "kernel-config", "modules"}, nil},
+		{"setup-crypttab", []string{"config", "crypttab", "init", "kernel", "kernel-config", "modules", "yes"}, nil},
 		{"mkinitrd", []string{"config", "init", "kernel", "kernel-config", "modules", "o"}, nil},
 		{"convert", []string{"c", "d", "elf", "q"}, []string{"IN", "OUT"}},
 		{"dmesg", nil, []string{"DUMP"}},

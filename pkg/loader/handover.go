@@ -14,9 +14,18 @@ import (
 )
 
 // chooseTransport resolves the configured transport against what the
-// running kernel offers.
+// running kernel offers, mounting configfs to see it: the initrd transport
+// needs nothing of it.
 func chooseTransport(want config.Transport, c keys.CrashDM) (config.Transport, error) {
-	c.MountConfigfs() // best effort: Available says what matters
+	if want != config.Initrd {
+		c.MountConfigfs() // best effort: Available says what matters
+	}
+	return KeyTransport(want, c)
+}
+
+// KeyTransport is the transport a load would choose now, without mounting
+// anything: for the verbs that only look.
+func KeyTransport(want config.Transport, c keys.CrashDM) (config.Transport, error) {
 	avail := c.Available()
 	switch {
 	case want == config.Kernel && !avail:

@@ -90,7 +90,7 @@ func (o Options) hasLogonKey(uuid string) bool {
 		return o.HasLogonKey(uuid)
 	}
 	for _, desc := range []string{keys.Description(uuid), keys.LegacyDescription(uuid)} {
-		if _, err := keys.Find("logon", desc); err == nil {
+		if _, err := o.Keys.store().Find("logon", desc); err == nil {
 			return true
 		}
 	}

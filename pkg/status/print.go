@@ -22,6 +22,7 @@ func (r *Report) Print(w io.Writer) {
 	}
 	r.printLoaded(w)
 	r.printTarget(w)
+	r.printKeys(w)
 	for _, err := range r.Errs {
 		fmt.Fprintf(w, "warning: %v\n", err)
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/ukdump/ukdump/pkg/blockdev"
 	"github.com/ukdump/ukdump/pkg/config"
+	"github.com/ukdump/ukdump/pkg/crypttab"
 	"github.com/ukdump/ukdump/pkg/kexec"
 	"github.com/ukdump/ukdump/pkg/loader"
 	"github.com/ukdump/ukdump/pkg/mounts"
@@ -34,14 +35,25 @@ type Report struct {
 	// Dumps are the dump directories in DumpDir, newest first.
 	Dumps    []Dump
 	DumpsErr error
+	// Keys say, for each LUKS volume under the target, where a new load
+	// would take its key from; KeysErr why they could not be looked for.
+	// KeyTransport is the transport that load would use.
+	Keys         []VolumeKey
+	KeysErr      error
+	KeyTransport config.Transport
+	// Openers and Crypttab are how this system opens its volumes at
+	// boot, for the advice on a key a load would not find.
+	Openers  crypttab.Openers
+	Crypttab string
 	// Errs are failures to read the system, each naming what.
 	Errs []error
 }
 
 // Gather reads the state of kdump. o says where the configuration, the
-// state file, /proc and /sys are (loader.Defaults). It does not fail: what
-// it cannot read is in Errs or the fields' errors.
-func Gather(o loader.Options) *Report {
+// state file, /proc and /sys are (loader.Defaults), and the keyrings;
+// env how the system opens its LUKS volumes. It does not fail: what it
+// cannot read is in Errs or the fields' errors.
+func Gather(o loader.Options, env Env) *Report {
 	r := &Report{}
 	var err error
 	if r.Kexec, err = kexec.ReadStatus(o.Sys.SysDir); err != nil {
@@ -57,6 +69,7 @@ func Gather(o loader.Options) *Report {
 	} else {
 		r.Target = &t
 		r.findMounts(o)
+		r.gatherKeys(o, cf, env)
 	}
 	if r.State != nil && r.State.TargetUUID != "" {
 		if r.Target != nil && r.Target.FS.UUID == r.State.TargetUUID {

@@ -79,7 +79,7 @@ func TestReady(t *testing.T) {
 	dump(t, dir, "host-2026-04-02-00:00:00", time.Hour, map[string]int{"vmcore-incomplete": 1 << 20, "vmcore-dmesg.txt": 10})
 	dump(t, dir, "host-2026-04-03-00:00:00", time.Minute, map[string]int{"vmcore-dmesg.txt-incomplete": 10})
 	dump(t, dir, "scripts", 0, map[string]int{"post.sh": 10})
-	r := Gather(o)
+	r := Gather(o, Env{})
 	out := text(r)
 	if !r.Ready() {
 		t.Errorf("not ready: %q\n%s", r.Problems(), out)
@@ -124,7 +124,7 @@ func TestNotReady(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o, _ := system(t, tc.loaded, tc.reserved, tc.state)
-			r := Gather(o)
+			r := Gather(o, Env{})
 			out := text(r)
 			if r.Ready() {
 				t.Errorf("ready:\n%s", out)
@@ -144,7 +144,7 @@ func TestNoKexec(t *testing.T) {
 	if err := os.RemoveAll(filepath.Join(o.Sys.SysDir, "kernel")); err != nil {
 		t.Fatal(err)
 	}
-	r := Gather(o)
+	r := Gather(o, Env{})
 	out := text(r)
 	wantLines(t, out, "this kernel cannot load a crash kernel: it was built without kexec crash dump support")
 	if r.Ready() || strings.Contains(out, "kexec_crash") || strings.Contains(out, "no such file") {
@@ -156,7 +156,7 @@ func TestNoKexec(t *testing.T) {
 func TestTargetNotMounted(t *testing.T) {
 	o, _ := system(t, true, 128<<20, loadedState())
 	loadertest.Write(t, filepath.Join(o.ProcDir, "self", "mountinfo"), "1 0 0:20 / / rw - tmpfs tmpfs rw\n")
-	r := Gather(o)
+	r := Gather(o, Env{})
 	out := text(r)
 	wantLines(t, out, ": present, not mounted\n", "dumps:        in /crash on the target, which is not mounted here: mount it to see them\n")
 	if !r.Ready() {
@@ -167,5 +167,5 @@ func TestTargetNotMounted(t *testing.T) {
 func TestTargetMissing(t *testing.T) {
 	o, _ := system(t, false, 128<<20, nil)
 	loadertest.Write(t, o.ConfigFile, "xfs LABEL=nowhere\n")
-	wantLines(t, text(Gather(o)), "target:       not found: loader: dump target: blockdev: LABEL=nowhere: no such device\n")
+	wantLines(t, text(Gather(o, Env{})), "target:       not found: loader: dump target: blockdev: LABEL=nowhere: no such device\n")
 }
