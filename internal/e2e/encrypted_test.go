@@ -78,7 +78,7 @@ func TestInstallEncryptedLVM(t *testing.T) {
 	}
 	unlock := func(s *system) {
 		t0 := time.Now()
-		s.waitLine(`Please unlock disk vda_crypt`, 5*time.Minute)
+		s.waitPrompt(`Please unlock disk vda_crypt: `, 5*time.Minute)
 		if err := s.vm.Send(img.Passphrase + "\n"); err != nil {
 			t.Fatal(err)
 		}

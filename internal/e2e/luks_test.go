@@ -187,7 +187,7 @@ func TestLUKSInitrd(t *testing.T) {
 		"key transport initrd",
 		"key from the live dm-crypt table (checked against the header digest)",
 		"FIRSTINIT CHECK mkinitrd-no-key PASS",
-		"transport initrd, from dm-crypt table",
+		"(initrd transport, from dm-crypt table)",
 	)
 	wantLines(t, r.Cycle.Crash, "crash kernel", "opened LUKS2 "+r.Volume.Header.UUID)
 	checkLUKSDump(t, r, "ext4 on LUKS2 (Argon2id, 4096-byte sectors), key handed over in the in-memory initramfs")

@@ -233,3 +233,13 @@ func (s *system) waitLine(re string, limit time.Duration) string {
 	}
 	return line
 }
+
+// waitPrompt waits for a prompt (text on a line not yet ended).
+func (s *system) waitPrompt(re string, limit time.Duration) {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(s.ctx, limit)
+	defer cancel()
+	if err := s.vm.WaitPrompt(ctx, regexp.MustCompile(re)); err != nil {
+		s.t.Fatal(err)
+	}
+}

@@ -102,3 +102,30 @@ func (vm *VM) scan(ctx context.Context, from int, re *regexp.Regexp) ([]string, 
 		}
 	}
 }
+
+// WaitPrompt waits for re in the console output after the line the last
+// WaitFor (or WaitPrompt) matched, including a line not yet ended: a prompt
+// such as "Please unlock disk vda_crypt: " waits for input on the same
+// line. The next WaitFor resumes after the match.
+func (vm *VM) WaitPrompt(ctx context.Context, re *regexp.Regexp) error {
+	vm.matchMu.Lock()
+	defer vm.matchMu.Unlock()
+	for {
+		exited := isClosed(vm.done)
+		data, changed := vm.console.from(vm.matched)
+		if loc := re.FindIndex(data); loc != nil {
+			vm.matched += loc[1]
+			return nil
+		}
+		if exited {
+			return fmt.Errorf("qemu: VM exited before %q appeared%s", re, details(vm.res))
+		}
+		select {
+		case <-changed:
+		case <-vm.done:
+		case <-ctx.Done():
+			return fmt.Errorf("qemu: waiting for %q: %w\n--- console (last %d lines) ---\n%s",
+				re, context.Cause(ctx), tailLines, Tail(vm.console.String(), tailLines))
+		}
+	}
+}
