@@ -136,7 +136,13 @@ func mountPseudoFS() error {
 func loadModules(log *kmsg.Logger, mods []string) {
 	start := time.Now()
 	for _, m := range mods {
-		if err := insmod.File(m, ""); err != nil {
+		err := insmod.File(m, "")
+		switch {
+		case errors.Is(err, unix.ENODEV):
+			// A driver for hardware this machine lacks, e.g. aesni_intel
+			// on a CPU without AES-NI: the generic code serves instead.
+			log.Printf("%v (not for this machine; skipped)", err)
+		case err != nil:
 			log.Printf("warning: %v", err)
 		}
 	}
