@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"unsafe"
 
@@ -50,11 +49,6 @@ func TableKey(name string) (key []byte, ref string, err error) {
 // name. The kernel is asked to wipe its copy of the buffer
 // (DM_SECURE_DATA_FLAG); the caller wipes ours.
 func tableParams(name string) ([]byte, error) {
-	ctl, err := os.Open("/dev/mapper/control")
-	if err != nil {
-		return nil, fmt.Errorf("dm: %w", err)
-	}
-	defer ctl.Close()
 	buf := make([]byte, 16<<10)
 	defer clear(buf)
 	hdr := (*unix.DmIoctl)(unsafe.Pointer(&buf[0]))
@@ -63,8 +57,8 @@ func tableParams(name string) ([]byte, error) {
 	hdr.Data_start = unix.SizeofDmIoctl
 	hdr.Flags = unix.DM_STATUS_TABLE_FLAG | unix.DM_SECURE_DATA_FLAG
 	copy(hdr.Name[:], name)
-	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, ctl.Fd(), unix.DM_TABLE_STATUS, uintptr(unsafe.Pointer(&buf[0]))); errno != 0 {
-		return nil, fmt.Errorf("dm: table status of %s: %w", name, errno)
+	if err := control(unix.DM_TABLE_STATUS, buf); err != nil {
+		return nil, fmt.Errorf("dm: table status of %s: %w", name, err)
 	}
 	if hdr.Flags&unix.DM_BUFFER_FULL_FLAG != 0 {
 		return nil, fmt.Errorf("dm: table of %s does not fit in %d bytes", name, len(buf))
