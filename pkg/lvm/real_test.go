@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"reflect"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ukdump/ukdump/pkg/lvm"
 	"github.com/ukdump/ukdump/pkg/lvm/lvmtest"
@@ -324,4 +326,46 @@ func TestRealDamage(t *testing.T) {
 
 func mdaTextOffset(img []byte, area uint64) uint64 {
 	return binary.LittleEndian.Uint64(img[area+40:])
+}
+
+// TestRealActivateAfterChange: "ukdump load" records root; then lvm2
+// makes another LV and extends root past it (a second segment). The crash
+// kernel activates root as it is now, with the table lvs describes.
+func TestRealActivateAfterChange(t *testing.T) {
+	h := lvmtest.New(t, 2, imageSize)
+	h.LVM(t, "vgcreate", "vg0", h.Loops[0], h.Loops[1])
+	h.LVM(t, "lvcreate", "-an", "-Zn", "-n", "root", "-L", "8M", "vg0", h.Loops[0])
+	vg := check(t, h, "vg0")
+	rec, err := lvm.Record(readDisks(t, h), vg.ID, vg.LVByName("root").ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.LVM(t, "lvcreate", "-an", "-Zn", "-n", "swap_1", "-L", "4M", "vg0", h.Loops[0])
+	h.LVM(t, "lvextend", "-L", "+8M", "vg0/root", h.Loops[0])
+	want := report(t, h, "vg0").tables["root"]
+
+	s := newCrashSys(t)
+	devno := map[string]string{}
+	for i, d := range readDisks(t, h) {
+		n := "vd" + string(rune('a'+i))
+		devno[d.Label.PVID] = "254:" + strconv.Itoa(16*i)
+		s.add(t, n, devno[d.Label.PVID], strconv.Itoa(imageSize/512), h.Image(t, i))
+	}
+	r, _, log, err := activate(t, s, rec, 2*time.Second)
+	if err != nil {
+		t.Fatalf("Activate: %v\n%s", err, log)
+	}
+	var got, lines []string
+	for _, tg := range r.tables[0].Targets {
+		got = append(got, fmt.Sprintf("%d %d %s %s", tg.Start, tg.Length, tg.Type, tg.Params))
+	}
+	for _, tg := range want {
+		lines = append(lines, tg.Line(func(id string) string { return devno[id] }))
+	}
+	if strings.Join(got, "\n") != strings.Join(lines, "\n") || len(lines) != 2 {
+		t.Errorf("activated\n%s\nlvs says\n%s", strings.Join(got, "\n"), strings.Join(lines, "\n"))
+	}
+	if !strings.Contains(log, "resized since") {
+		t.Errorf("log:\n%s", log)
+	}
 }
