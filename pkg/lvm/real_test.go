@@ -273,20 +273,28 @@ func TestRealWrap(t *testing.T) {
 	h.LVM(t, "pvcreate", "--dataalignment", "64k", "--metadatasize", "32k", h.Loops[0])
 	h.LVM(t, "vgcreate", "-s", "1m", "vg0", h.Loops[0])
 	h.LVM(t, "lvcreate", "-an", "-Zn", "-n", "root", "-L", "4M", "vg0")
+	// Each copy starts after the last one, on the next 512-byte boundary,
+	// or at the start when that is within 512 bytes of the end; it wraps
+	// when it starts closer to the end than its length. Ten more LVs make
+	// 4-5 KiB copies, which wrap on most passes through the 60 KiB area.
+	for i := 0; i < 10; i++ {
+		h.LVM(t, "lvcreate", "-an", "-Zn", "-n", "lv"+strconv.Itoa(i), "-L", "1M", "vg0")
+	}
 	wrapped := 0
 	for i := 0; i < 50; i++ {
-		h.LVM(t, "lvcreate", "-an", "-Zn", "-n", "tmp", "-L", "1M", "vg0")
-		h.LVM(t, "lvremove", "-y", "vg0/tmp")
-		_, off, size, areaSize := mdaText(t, h.Image(t, 0))
-		if off+size > areaSize {
-			wrapped++
-			check(t, h, "vg0")
+		for _, c := range [][]string{{"lvcreate", "-an", "-Zn", "-n", "tmp", "-L", "1M", "vg0"}, {"lvremove", "-y", "vg0/tmp"}} {
+			h.LVM(t, c[0], c[1:]...)
+			_, off, size, areaSize := mdaText(t, h.Image(t, 0))
+			if off+size > areaSize {
+				wrapped++
+				check(t, h, "vg0")
+			}
 		}
 	}
-	if wrapped == 0 {
-		t.Fatal("the metadata never wrapped around the end of the area")
+	if wrapped < 2 {
+		t.Fatalf("the metadata wrapped around the end of the area %d times in 100 writes", wrapped)
 	}
-	t.Logf("the committed copy wrapped around the end of the area in %d of 50 rounds", wrapped)
+	t.Logf("%d of 100 copies wrapped around the end of the area", wrapped)
 	check(t, h, "vg0")
 }
 
