@@ -81,3 +81,44 @@ func TestMappingsCloseEmpty(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestWalkSpecs reads a DM_TABLE_STATUS answer laid out as the kernel
+// does (retrieve_status): each spec's next is its offset from the start
+// of the data, parameters NUL-terminated and padded to 8.
+func TestWalkSpecs(t *testing.T) {
+	want := []Target{
+		{Start: 0, Length: 40960, Type: "linear", Params: "254:0 2048"},
+		{Start: 40960, Length: 32768, Type: "striped", Params: "2 128 254:0 83968 8:16 2048"},
+	}
+	buf := make([]byte, 4096)
+	hdr := (*unix.DmIoctl)(unsafe.Pointer(&buf[0]))
+	hdr.Data_start = unix.SizeofDmIoctl
+	hdr.Data_size = uint32(len(buf))
+	hdr.Target_count = 2
+	rel := 0
+	for _, tg := range want {
+		off := unix.SizeofDmIoctl + rel
+		spec := (*unix.DmTargetSpec)(unsafe.Pointer(&buf[off]))
+		spec.Sector_start, spec.Length = tg.Start, tg.Length
+		copy(spec.Target_type[:], tg.Type)
+		copy(buf[off+unix.SizeofDmTargetSpec:], tg.Params)
+		rel += unix.SizeofDmTargetSpec + (len(tg.Params)+1+7)&^7
+		spec.Next = uint32(rel)
+	}
+	var got []Target
+	err := walkSpecs("vg0-root", buf, func(n int, start, length uint64, typ string, p []byte) error {
+		got = append(got, Target{Start: start, Length: length, Type: typ, Params: string(p)})
+		return nil
+	})
+	if err != nil || len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
+		t.Errorf("walkSpecs = %+v, %v", got, err)
+	}
+	hdr.Target_count = 3
+	if err := walkSpecs("vg0-root", buf[:unix.SizeofDmIoctl+rel+8], func(int, uint64, uint64, string, []byte) error { return nil }); err == nil {
+		t.Error("a third target past the end of the answer was read")
+	}
+	hdr.Target_count = 0
+	if err := walkSpecs("vg0-root", buf, nil); err == nil || !strings.Contains(err.Error(), "no table") {
+		t.Errorf("no targets: %v", err)
+	}
+}

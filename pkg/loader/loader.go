@@ -21,6 +21,7 @@ import (
 	"github.com/ukdump/ukdump/mkinitrd"
 	"github.com/ukdump/ukdump/pkg/blockdev"
 	"github.com/ukdump/ukdump/pkg/config"
+	"github.com/ukdump/ukdump/pkg/dm"
 	"github.com/ukdump/ukdump/pkg/kexec"
 	"github.com/ukdump/ukdump/pkg/keys"
 	"github.com/ukdump/ukdump/pkg/kmod"
@@ -52,6 +53,9 @@ type Options struct {
 	// HasLogonKey reports whether a logon key of the LUKS volume is in a
 	// keyring the loader reaches; nil looks in the keyrings.
 	HasLogonKey func(uuid string) bool
+	// LiveTable returns the table of a live device-mapper mapping; nil
+	// asks the kernel (dm.LiveTable).
+	LiveTable func(name string) ([]dm.Target, error)
 }
 
 // DefaultStateFile lives on tmpfs: a loaded crash kernel does not survive a
@@ -167,7 +171,11 @@ func Prepare(o Options) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	lvs, err := findLVs(o.Sys, stack)
+	live := o.LiveTable
+	if live == nil {
+		live = dm.LiveTable
+	}
+	lvs, err := findLVs(o.Sys, stack, live)
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/ukdump/ukdump/pkg/blockdev"
 	"github.com/ukdump/ukdump/pkg/config"
+	"github.com/ukdump/ukdump/pkg/dm"
 	"github.com/ukdump/ukdump/pkg/lvm"
 )
 
@@ -26,8 +27,10 @@ type LV struct {
 // device, lowest first: an LV whose PV is another LV (a VG on an LV) is
 // activated after that one. Each is found by its device-mapper UUID
 // (LVM-<vg id><lv id>) and described from the metadata on its PVs, the
-// mapping's slaves.
-func findLVs(sys blockdev.Sys, stack []string) ([]LV, error) {
+// mapping's slaves. The table derived from the metadata must be the one
+// the kernel holds (live returns it), the same check as comparing with
+// dmsetup table: the crash kernel derives its table the same way.
+func findLVs(sys blockdev.Sys, stack []string, live func(name string) ([]dm.Target, error)) ([]LV, error) {
 	var lvs []LV
 	for _, mapped := range stack {
 		dir := filepath.Join(sys.SysDir, "class", "block", mapped)
@@ -47,6 +50,7 @@ func findLVs(sys blockdev.Sys, stack []string) ([]LV, error) {
 			return nil, fmt.Errorf("loader: LVM volume %s: %w", who, err)
 		}
 		var disks []*lvm.Disk
+		devno := map[string]string{}
 		for _, s := range slaves {
 			d, err := readPV(filepath.Join(sys.DevDir, s.Name()))
 			if errors.Is(err, lvm.ErrNoLabel) {
@@ -55,7 +59,12 @@ func findLVs(sys blockdev.Sys, stack []string) ([]LV, error) {
 			if err != nil {
 				return nil, fmt.Errorf("loader: LVM volume %s: PV %s: %w", who, s.Name(), err)
 			}
+			maj, min, err := sys.Number(s.Name())
+			if err != nil {
+				return nil, fmt.Errorf("loader: LVM volume %s: %w", who, err)
+			}
 			disks = append(disks, d)
+			devno[d.Label.PVID] = fmt.Sprintf("%d:%d", maj, min)
 		}
 		if len(disks) == 0 {
 			return nil, fmt.Errorf("loader: LVM volume %s lies on no PV but on other mappings: thin, cached, snapshot and RAID volumes cannot hold the dump target", who)
@@ -64,10 +73,37 @@ func findLVs(sys blockdev.Sys, stack []string) ([]LV, error) {
 		if err != nil {
 			return nil, fmt.Errorf("loader: LVM volume %s: %w", who, err)
 		}
+		if err := checkLive(strings.TrimSpace(string(name)), c, devno, live); err != nil {
+			return nil, fmt.Errorf("loader: LVM volume %s: %w", who, err)
+		}
 		lvs = append(lvs, LV{Mapped: mapped, Config: c})
 	}
 	slices.Reverse(lvs)
 	return lvs, nil
+}
+
+// checkLive compares the table derived from the metadata with the live
+// one. They differ while lvm2 is changing the LV (a pvmove, an lvextend
+// between its metadata commit and the table reload), and would differ if
+// this package derived tables unlike lvm2.
+func checkLive(name string, c config.LVM, devno map[string]string, live func(string) ([]dm.Target, error)) error {
+	got, err := live(name)
+	if err != nil {
+		return fmt.Errorf("reading its live table: %w", err)
+	}
+	var want []string
+	for _, t := range lvm.FromConfig(c.Table) {
+		want = append(want, t.Line(func(id string) string { return devno[id] }))
+	}
+	var have []string
+	for _, t := range got {
+		have = append(have, fmt.Sprintf("%d %d %s %s", t.Start, t.Length, t.Type, t.Params))
+	}
+	if !slices.Equal(have, want) {
+		return fmt.Errorf("its live table (%s) is not the one its metadata (seqno %d) describes (%s): is lvm2 changing it (pvmove, lvconvert)? Load again when it is done",
+			strings.Join(have, "; "), c.Seqno, strings.Join(want, "; "))
+	}
+	return nil
 }
 
 func readPV(path string) (*lvm.Disk, error) {

@@ -2,12 +2,14 @@ package loader
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/ukdump/ukdump/pkg/dm"
 	"github.com/ukdump/ukdump/pkg/loader/loadertest"
 	"github.com/ukdump/ukdump/pkg/luks/lukstest"
 	"github.com/ukdump/ukdump/pkg/lvm"
@@ -30,6 +32,23 @@ func lvmPV(t *testing.T) (img string, vgID, lvID string) {
 	return h.Images[0], r[0], r[1]
 }
 
+// liveTables is a kernel holding these tables, one line each, as
+// dmsetup table prints them.
+func liveTables(tables map[string]string) func(string) ([]dm.Target, error) {
+	return func(name string) ([]dm.Target, error) {
+		line, ok := tables[name]
+		if !ok {
+			return nil, fmt.Errorf("no mapping %s", name)
+		}
+		var t dm.Target
+		f := strings.SplitN(line, " ", 4)
+		fmt.Sscan(f[0], &t.Start)
+		fmt.Sscan(f[1], &t.Length)
+		t.Type, t.Params = f[2], f[3]
+		return []dm.Target{t}, nil
+	}
+}
+
 // lvmSystem is a fake system whose vdb is the PV of lvmPV, with root
 // mapped as dm-0.
 func lvmSystem(t *testing.T) (s loadertest.System, img, vgID, lvID string) {
@@ -46,7 +65,9 @@ func lvmSystem(t *testing.T) (s loadertest.System, img, vgID, lvID string) {
 func TestPrepareLVM(t *testing.T) {
 	s, _, vgID, lvID := lvmSystem(t)
 	loadertest.Write(t, filepath.Join(s.Sys.DevDir, "dm-0"), string(loadertest.Ext4(lvFSRaw)))
-	p, err := Prepare(options(s))
+	o := options(s)
+	o.LiveTable = liveTables(map[string]string{"vg0-root": "0 16384 linear 253:16 10240"})
+	p, err := Prepare(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +104,9 @@ func TestPrepareLVMOnLUKS(t *testing.T) {
 	s.LinkNode(t, "dm-0", img) // what the mapping shows: the PV
 	s.Mapping(t, "dm-1", "254:1", "vg0-root", lvm.DMUUID(vgID, lvID), "dm-0")
 	loadertest.Write(t, filepath.Join(s.Sys.DevDir, "dm-1"), string(loadertest.Ext4(lvFSRaw)))
-	p, err := Prepare(options(s))
+	o := options(s)
+	o.LiveTable = liveTables(map[string]string{"vg0-root": "0 16384 linear 254:0 10240"})
+	p, err := Prepare(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +126,9 @@ func TestPrepareLUKSOnLVM(t *testing.T) {
 	_, h := lukstest.Format(t, filepath.Join(s.Sys.DevDir, "dm-0"), 20<<20, lukstest.Options{})
 	s.Mapping(t, "dm-1", "254:1", "root_crypt", "CRYPT-LUKS2-"+strings.ReplaceAll(h.UUID, "-", "")+"-root_crypt", "dm-0")
 	loadertest.Write(t, filepath.Join(s.Sys.DevDir, "dm-1"), string(loadertest.Ext4(lvFSRaw)))
-	if _, err := Prepare(options(s)); err == nil || !strings.Contains(err.Error(), "LUKS volume root_crypt lies on LVM volume vg0/root") {
+	o := options(s)
+	o.LiveTable = liveTables(map[string]string{"vg0-root": "0 16384 linear 253:16 10240"})
+	if _, err := Prepare(o); err == nil || !strings.Contains(err.Error(), "LUKS volume root_crypt lies on LVM volume vg0/root") {
 		t.Errorf("Prepare = %v", err)
 	}
 }
@@ -112,17 +137,30 @@ func TestPrepareLUKSOnLVM(t *testing.T) {
 // mapping) and PVs that no longer hold the LV are refused by name.
 func TestFindLVsRefused(t *testing.T) {
 	s, img, vgID, lvID := lvmSystem(t)
+	live := liveTables(map[string]string{"vg0-root": "0 16384 linear 253:16 10240"})
+	if _, err := findLVs(s.Sys, []string{"dm-0", "vdb"}, live); err != nil {
+		t.Fatal(err)
+	}
+	// lvm2 in the middle of a change: the kernel maps another place.
+	moved := liveTables(map[string]string{"vg0-root": "0 16384 linear 253:16 2048"})
+	if _, err := findLVs(s.Sys, []string{"dm-0", "vdb"}, moved); err == nil ||
+		!strings.Contains(err.Error(), "live table (0 16384 linear 253:16 2048) is not the one its metadata (seqno 3) describes (0 16384 linear 253:16 10240)") {
+		t.Errorf("live table differs: %v", err)
+	}
+	if _, err := findLVs(s.Sys, []string{"dm-0", "vdb"}, liveTables(nil)); err == nil || !strings.Contains(err.Error(), "reading its live table: no mapping vg0-root") {
+		t.Errorf("no live table: %v", err)
+	}
 	s.Mapping(t, "dm-4", "254:4", "vg0-pool-tpool", lvm.DMUUID(vgID, lvID)+"-tpool", "vdb")
 	loadertest.Write(t, filepath.Join(s.Sys.DevDir, "dm-4"), string(make([]byte, 4096)))
 	s.Mapping(t, "dm-1", "254:1", "vg0-thin", lvm.DMUUID(vgID, "JpVgSQ-AswF-sbxi-VYe3-sDrm-GKxX-xUcuBX"), "dm-4")
-	if _, err := findLVs(s.Sys, []string{"dm-1", "dm-4", "vdb"}); err == nil || !strings.Contains(err.Error(), "vg0-thin (dm-1) lies on no PV") {
+	if _, err := findLVs(s.Sys, []string{"dm-1", "dm-4", "vdb"}, live); err == nil || !strings.Contains(err.Error(), "vg0-thin (dm-1) lies on no PV") {
 		t.Errorf("thin: %v", err)
 	}
-	if _, err := findLVs(s.Sys, []string{"dm-4", "vdb"}); err == nil || !strings.Contains(err.Error(), "internal layer") {
+	if _, err := findLVs(s.Sys, []string{"dm-4", "vdb"}, live); err == nil || !strings.Contains(err.Error(), "internal layer") {
 		t.Errorf("layer: %v", err)
 	}
 	s.Mapping(t, "dm-2", "254:2", "vg0-gone", lvm.DMUUID(vgID, "JpVgSQ-AswF-sbxi-VYe3-sDrm-GKxX-xUcuBX"), "vdb")
-	if _, err := findLVs(s.Sys, []string{"dm-2", "vdb"}); err == nil || !strings.Contains(err.Error(), "has no LV with id JpVgSQ") {
+	if _, err := findLVs(s.Sys, []string{"dm-2", "vdb"}, live); err == nil || !strings.Contains(err.Error(), "has no LV with id JpVgSQ") {
 		t.Errorf("LV not in the metadata: %v", err)
 	}
 	// A damaged PV names the device.
@@ -135,7 +173,7 @@ func TestFindLVsRefused(t *testing.T) {
 	loadertest.Write(t, filepath.Join(s.Sys.DevDir, "vdc"), string(b))
 	s.Disk(t, "vdc", "253:32", 6)
 	s.Mapping(t, "dm-3", "254:3", "vg0-root", lvm.DMUUID(vgID, lvID), "vdc")
-	if _, err := findLVs(s.Sys, []string{"dm-3", "vdc"}); err == nil || !strings.Contains(err.Error(), "vg0-root (dm-3): PV vdc: lvm: malformed label at sector 1: checksum") {
+	if _, err := findLVs(s.Sys, []string{"dm-3", "vdc"}, live); err == nil || !strings.Contains(err.Error(), "vg0-root (dm-3): PV vdc: lvm: malformed label at sector 1: checksum") {
 		t.Errorf("damaged PV: %v", err)
 	}
 }
