@@ -1,7 +1,6 @@
 package lvm
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -40,9 +39,9 @@ const (
 	diskLocnSize     = 16
 )
 
-var (
-	labelID   = []byte("LABELONE")
-	labelType = []byte("LVM2 001")
+const (
+	labelID   = "LABELONE"
+	labelType = "LVM2 001"
 )
 
 // ReadLabel finds and checks the LVM2 label in the first four sectors of
@@ -58,7 +57,7 @@ func ReadLabel(r io.ReaderAt) (*Label, error) {
 	var damaged error
 	for s := 0; (s+1)*sectorSize <= n; s++ {
 		sec := buf[s*sectorSize : (s+1)*sectorSize]
-		if !bytes.Equal(sec[:8], labelID) {
+		if string(sec[:8]) != labelID {
 			continue
 		}
 		l, err := parseLabel(sec, s)
@@ -84,7 +83,7 @@ func parseLabel(sec []byte, s int) (*Label, error) {
 	if want, got := le.Uint32(sec[16:]), checksum(initialCRC, sec[labelCRCFrom:]); want != got {
 		return nil, formatErr(part, "checksum %#08x, computed %#08x", want, got)
 	}
-	if !bytes.Equal(sec[24:32], labelType) {
+	if string(sec[24:32]) != labelType {
 		return nil, formatErr(part, "type %q is not %q", sec[24:32], labelType)
 	}
 	off := le.Uint32(sec[20:])

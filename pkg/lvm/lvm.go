@@ -62,9 +62,6 @@ const idLen = 32
 // use only the alphanumeric ones.
 const idChars = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ!#"
 
-// idGroups are the lengths of the dash-separated groups of a written id.
-var idGroups = [...]int{6, 4, 4, 4, 4, 4, 6}
-
 // FormatID writes a 32-character id as lvm2 prints it: in groups of
 // 6-4-4-4-4-4-6 characters separated by dashes (38 characters), the form
 // of the metadata text, of pvs -o uuid and of blkid. It returns "" for a
@@ -75,7 +72,7 @@ func FormatID(raw string) string {
 	}
 	var b strings.Builder
 	off := 0
-	for i, n := range idGroups {
+	for i, n := range [...]int{6, 4, 4, 4, 4, 4, 6} {
 		if i > 0 {
 			b.WriteByte('-')
 		}

@@ -19,7 +19,7 @@ const (
 	rawLocnIgnored = 1
 )
 
-var mdaMagic = []byte(" LVM2 x[5A%r0N*>")
+const mdaMagic = " LVM2 x[5A%r0N*>"
 
 // MaxTextSize bounds the metadata text this package reads. lvm2 caps a
 // copy at half the metadata area; real VGs need a few KiB to a few hundred.
@@ -46,7 +46,7 @@ func ReadText(r io.ReaderAt, a Area) ([]byte, error) {
 		return nil, formatErr(part, "header checksum %#08x, computed %#08x", want, got)
 	}
 	switch {
-	case !bytes.Equal(hdr[4:20], mdaMagic):
+	case string(hdr[4:20]) != mdaMagic:
 		return nil, formatErr(part, "bad magic %q", hdr[4:20])
 	case le.Uint32(hdr[20:]) != mdaVersion:
 		return nil, formatErr(part, "version %d, want %d", le.Uint32(hdr[20:]), mdaVersion)
