@@ -18,9 +18,11 @@ import (
 	"github.com/ukdump/ukdump/pkg/blockdev"
 	"github.com/ukdump/ukdump/pkg/capture"
 	"github.com/ukdump/ukdump/pkg/config"
+	"github.com/ukdump/ukdump/pkg/dm"
 	"github.com/ukdump/ukdump/pkg/insmod"
 	"github.com/ukdump/ukdump/pkg/keys"
 	"github.com/ukdump/ukdump/pkg/kmsg"
+	"github.com/ukdump/ukdump/pkg/lvm"
 	"github.com/ukdump/ukdump/pkg/unlock"
 )
 
@@ -66,26 +68,27 @@ func main() {
 	e.end(cfg.FinalAction)
 }
 
-// dump opens the LUKS volumes under the target, writes the dump and closes
-// the volumes again, so the final action finds the disks quiet.
+// dump opens the LUKS volumes under the target, activates the LVM volumes
+// on them, writes the dump and removes the mappings again, so the final
+// action finds the disks quiet.
 func dump(log *kmsg.Logger, cfg *config.Init, kick func()) (err error) {
 	ctx := context.Background()
 	sys := blockdev.Host()
 	vols, err := unlock.Open(ctx, cfg.Volumes, time.Duration(cfg.TargetTimeout), unlock.Env{
 		Log: log, Sys: sys, CrashDM: keys.DefaultCrashDM(),
 	})
-	defer func() {
-		if cerr := vols.Close(); cerr != nil {
-			log.Printf("warning: closing LUKS volumes: %v", cerr)
-			if err == nil {
-				err = &capture.StepError{Step: "close LUKS volumes", Err: cerr}
-			}
-		}
-	}()
+	defer closing(log, &err, "close LUKS volumes", vols.Close)
 	if err != nil {
 		return &capture.StepError{Step: "unlock", Err: err}
 	}
-	kick() // unlocking waited for devices; the target wait starts afresh
+	kick() // unlocking waited for devices; the next wait starts afresh
+	// The LVs lie on the LUKS volumes (LVM on LUKS), so they are removed
+	// first: this defer runs before the one above.
+	lvs, err := activateLVs(ctx, log, cfg, sys, kick)
+	defer closing(log, &err, "remove LVM volumes", lvs.Close)
+	if err != nil {
+		return &capture.StepError{Step: "activate LVM", Err: err}
+	}
 	res, err := capture.Run(ctx, cfg, capture.Env{
 		Log:      log,
 		Sys:      sys,
@@ -100,6 +103,44 @@ func dump(log *kmsg.Logger, cfg *config.Init, kick func()) (err error) {
 	}
 	log.Printf("saved %s (%d MiB, %.1f MB/s)", res.Dir, res.Bytes>>20, float64(res.Bytes)/res.Took.Seconds()/1e6)
 	return nil
+}
+
+// closing removes mappings at the end of dump; a failure is logged, and is
+// dump's error when nothing failed before.
+func closing(log *kmsg.Logger, err *error, step string, close func() error) {
+	if cerr := close(); cerr != nil {
+		log.Printf("warning: %s: %v", step, cerr)
+		if *err == nil {
+			*err = &capture.StepError{Step: step, Err: cerr}
+		}
+	}
+}
+
+// activateLVs activates the LVM volumes under the target, lowest first,
+// each waiting up to the target timeout for its PVs, and kicks the
+// watchdog after each. On error the mappings made so far are in the
+// returned Mappings for the caller to remove.
+func activateLVs(ctx context.Context, log *kmsg.Logger, cfg *config.Init, sys blockdev.Sys, kick func()) (*dm.Mappings, error) {
+	m := &dm.Mappings{}
+	if len(cfg.LVM) == 0 {
+		return m, nil
+	}
+	if err := dm.EnsureControl(sys.SysDir); err != nil {
+		return m, err
+	}
+	timeout := time.Duration(cfg.TargetTimeout)
+	for _, v := range cfg.LVM {
+		log.Printf("waiting up to %s for the PVs of LVM %s/%s", timeout, v.VG, v.LV)
+		wctx, cancel := context.WithTimeout(ctx, timeout)
+		name, err := lvm.Activate(wctx, v, lvm.Env{Log: log, Sys: sys, Create: dm.Create})
+		cancel()
+		if err != nil {
+			return m, err
+		}
+		m.Add(name)
+		kick()
+	}
+	return m, nil
 }
 
 // tuneRuntime fits the Go runtime to a crash kernel that runs on one CPU

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +22,18 @@ func image(size int, edits func(b []byte)) []byte {
 	b := make([]byte, size)
 	edits(b)
 	return b
+}
+
+// lvmLabel writes an LVM2 label as pvcreate does, in sector s of b.
+func lvmLabel(b []byte, s int) {
+	l := b[s*512 : (s+1)*512]
+	copy(l, "LABELONE")
+	binary.LittleEndian.PutUint64(l[8:], uint64(s))
+	binary.LittleEndian.PutUint32(l[20:], 32)
+	copy(l[24:], "LVM2 001")
+	copy(l[32:], "gSSGCTZQ3g0x2zrEW3FmlkqK7OWyNjwx")
+	binary.LittleEndian.PutUint64(l[72:], 1<<20)
+	binary.LittleEndian.PutUint32(l[16:], ^crc32.Update(^uint32(0xf597a6cf), crc32.IEEETable, l[20:]))
 }
 
 func TestProbe(t *testing.T) {
@@ -55,6 +68,15 @@ func TestProbe(t *testing.T) {
 			copy(b[24:], "cbc-essiv")
 			copy(b[168:], textUUID)
 		}), Info{"crypto_LUKS", textUUID, ""}, nil},
+		{"lvm2", image(4096, func(b []byte) { lvmLabel(b, 1) }), Info{Type: LVM2Member, UUID: "gSSGCT-ZQ3g-0x2z-rEW3-Fmlk-qK7O-WyNjwx"}, nil},
+		{"lvm2 at sector 3", image(4096, func(b []byte) { lvmLabel(b, 3) }), Info{Type: LVM2Member, UUID: "gSSGCT-ZQ3g-0x2z-rEW3-Fmlk-qK7O-WyNjwx"}, nil},
+		{"lvm2 bad checksum", image(4096, func(b []byte) { lvmLabel(b, 1); b[512+100] ^= 1 }), Info{}, ErrUnknown},
+		{"lvm2 label for another sector", image(4096, func(b []byte) { lvmLabel(b, 1); copy(b, b[512:1024]); clear(b[512:1024]) }), Info{}, ErrUnknown},
+		{"ext4 over a stale lvm2 label", image(4096, func(b []byte) {
+			lvmLabel(b, 1)
+			binary.LittleEndian.PutUint16(b[1024+56:], 0xEF53)
+			copy(b[1024+104:], rawUUID)
+		}), Info{"ext4", textUUID, ""}, nil},
 		{"zeros", make([]byte, 1<<20), Info{}, ErrUnknown},
 		{"tiny", []byte("LUKS"), Info{}, ErrUnknown},
 	} {
@@ -241,5 +263,21 @@ func TestByNumber(t *testing.T) {
 	}
 	if _, _, err := s.Number("vda"); err == nil {
 		t.Error("Number of a device without dev succeeded")
+	}
+}
+
+func TestSize(t *testing.T) {
+	s := fakeSys(t)
+	if n, err := s.Size("dm-0"); err != nil || n != 4000*512 {
+		t.Errorf("Size(dm-0) = %d, %v", n, err)
+	}
+	if _, err := s.Size("vdz"); err == nil {
+		t.Error("Size of a missing device")
+	}
+	if err := os.WriteFile(filepath.Join(s.SysDir, "devices/virtual/block/dm-0/size"), []byte("lots\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Size("dm-0"); err == nil || !strings.Contains(err.Error(), "not a number of sectors") {
+		t.Errorf("Size of a bad size file: %v", err)
 	}
 }

@@ -167,6 +167,19 @@ func (s Sys) Number(name string) (major, minor uint32, err error) {
 	return uint32(ma), uint32(mi), nil
 }
 
+// Size returns the size of the block device name (vda1), in bytes.
+func (s Sys) Size(name string) (uint64, error) {
+	b, err := os.ReadFile(filepath.Join(s.SysDir, "class", "block", name, "size"))
+	if err != nil {
+		return 0, fmt.Errorf("blockdev: %w", err)
+	}
+	sectors, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil || sectors > 1<<54 {
+		return 0, fmt.Errorf("blockdev: size of %s: %q is not a number of sectors", name, b)
+	}
+	return sectors * 512, nil
+}
+
 // Stack returns name and every device below it: the whole disk of a
 // partition, and the slaves of a device-mapper or md device, recursively,
 // each once, top first.

@@ -315,3 +315,47 @@ func TestDirectivesDocumented(t *testing.T) {
 		t.Errorf("File's comment has %q, which is no directive", line)
 	}
 }
+
+// goodLVM is an LV striped over two PVs after a linear line.
+func goodLVM() LVM {
+	const pv0, pv1 = "gSSGCT-ZQ3g-0x2z-rEW3-Fmlk-qK7O-WyNjwx", "hEQyQ2-vNqI-RFTd-rdP4-6mLG-h0rz-cx4ccE"
+	return LVM{VG: "my-vg", VGID: "at2EqU-IZJ4-0URS-qsrS-Rfa8-m5GM-n4jZ3R", LV: "root", LVID: "rbMpWv-4K1P-e701-c21K-8Ko5-1iGJ-pbm5iH",
+		PVs: []string{pv0, pv1}, Seqno: 4,
+		Table: []LVMTarget{
+			{Start: 0, Length: 8192, Areas: []LVMArea{{PV: pv0, Offset: 2048}}},
+			{Start: 8192, Length: 16384, ChunkSize: 128, Areas: []LVMArea{{PV: pv0, Offset: 10240}, {PV: pv1, Offset: 2048}}},
+		}}
+}
+
+func TestLVMValidate(t *testing.T) {
+	if err := goodLVM().Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		edit func(*LVM)
+		want string
+	}{
+		{"vg name", func(l *LVM) { l.VG = "-vg" }, "not a VG/LV name"},
+		{"lv name", func(l *LVM) { l.LV = "a/b" }, "not a VG/LV name"},
+		{"vg id", func(l *LVM) { l.VGID = "at2EqUIZJ40URSqsrSRfa8m5GMn4jZ3R" }, "is not an lvm2 id"},
+		{"pv id", func(l *LVM) { l.PVs[1] = "hEQyQ2-vNqI-RFTd-rdP4-6mLG-h0rz-cx4cc%" }, "PV id"},
+		{"no pvs", func(l *LVM) { l.PVs = nil }, "needs its PVs and its table"},
+		{"no table", func(l *LVM) { l.Table = nil }, "needs its PVs and its table"},
+		{"gap", func(l *LVM) { l.Table[1].Start++ }, "line 2 covers 8193+16384"},
+		{"striped without chunk", func(l *LVM) { l.Table[1].ChunkSize = 0 }, "2 areas with chunk size 0"},
+		{"linear with chunk", func(l *LVM) { l.Table[0].ChunkSize = 8 }, "1 areas with chunk size 8"},
+		{"foreign pv", func(l *LVM) { l.PVs = l.PVs[:1] }, "not among its PVs"},
+	} {
+		l := goodLVM()
+		tc.edit(&l)
+		if err := l.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+		}
+	}
+	c := Init{Target: Target{FSType: "ext4", UUID: "u"}, Path: "/p", TargetTimeout: 1, FailureAction: Reboot, FinalAction: Reboot,
+		Dump: Dump{Level: 31, Compression: diskdump.Zstd, Format: diskdump.KdumpFormat}, LVM: []LVM{goodLVM(), {VG: "vg0"}}}
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), `LVM "vg0/"`) {
+		t.Errorf("Init with a bad LVM: %v", err)
+	}
+}

@@ -95,6 +95,10 @@ type Init struct {
 	// Volumes are the LUKS devices under the target, lowest first: each is
 	// unlocked before the ones above it and the target.
 	Volumes []Volume `json:"volumes,omitempty"`
+	// LVM are the LVM logical volumes under the target, lowest first:
+	// each is activated after the LUKS volumes (which may hold its PVs)
+	// and before the target is mounted.
+	LVM []LVM `json:"lvm,omitempty"`
 	// Dump says how the dump is filtered and written.
 	Dump Dump `json:"dump"`
 }
@@ -193,6 +197,107 @@ type Volume struct {
 	Header string `json:"header"`
 }
 
+// LVM is an LVM logical volume the crash kernel activates, from the
+// metadata on its PVs (it has no lvm2 tools). What the first kernel saw is
+// recorded so the crash kernel can tell whether the volume group changed
+// since.
+type LVM struct {
+	// VG and LV are the names; VGID and LVID the ids, in lvm2's written
+	// form (6-4-4-4-4-4-6 characters with dashes).
+	VG   string `json:"vg"`
+	VGID string `json:"vg_id"`
+	LV   string `json:"lv"`
+	LVID string `json:"lv_id"`
+	// PVs are the ids of the PVs the LV lies on: the crash kernel waits
+	// for each of them.
+	PVs []string `json:"pvs"`
+	// Seqno is the VG metadata's sequence number at load time.
+	Seqno uint64 `json:"seqno"`
+	// Table is the LV's device-mapper table at load time, with PVs named
+	// by id. The crash kernel maps the table of the metadata it finds,
+	// and only if that table agrees with this one wherever both map.
+	Table []LVMTarget `json:"table"`
+}
+
+// LVMTarget is one line of an LV's table. Sizes are in 512-byte sectors.
+type LVMTarget struct {
+	Start  uint64 `json:"start"`
+	Length uint64 `json:"length"`
+	// ChunkSize is the stripe size of a striped line, 0 for linear.
+	ChunkSize uint64 `json:"chunk_size,omitempty"`
+	// Areas has one entry for linear, one per stripe for striped.
+	Areas []LVMArea `json:"areas"`
+}
+
+// LVMArea is where (part of) a line's data lies: a PV by id and an
+// offset on it.
+type LVMArea struct {
+	PV     string `json:"pv"`
+	Offset uint64 `json:"offset"`
+}
+
+// Validate reports what kdumpinit could not activate.
+func (l LVM) Validate() error {
+	who := l.VG + "/" + l.LV
+	switch {
+	case !lvmName(l.VG) || !lvmName(l.LV):
+		return fmt.Errorf("config: LVM %q: not a VG/LV name lvm2 accepts", who)
+	case !lvmID(l.VGID) || !lvmID(l.LVID):
+		return fmt.Errorf("config: LVM %s: VG id %q or LV id %q is not an lvm2 id", who, l.VGID, l.LVID)
+	case len(l.PVs) == 0 || len(l.Table) == 0:
+		return fmt.Errorf("config: LVM %s: needs its PVs and its table", who)
+	}
+	for _, pv := range l.PVs {
+		if !lvmID(pv) {
+			return fmt.Errorf("config: LVM %s: PV id %q is not an lvm2 id", who, pv)
+		}
+	}
+	next := uint64(0)
+	for i, t := range l.Table {
+		switch {
+		case t.Start != next || t.Length == 0:
+			return fmt.Errorf("config: LVM %s: table line %d covers %d+%d, want a line from %d on", who, i+1, t.Start, t.Length, next)
+		case len(t.Areas) == 0 || len(t.Areas) > 1 && t.ChunkSize == 0 || len(t.Areas) == 1 && t.ChunkSize != 0:
+			return fmt.Errorf("config: LVM %s: table line %d: %d areas with chunk size %d", who, i+1, len(t.Areas), t.ChunkSize)
+		}
+		for _, a := range t.Areas {
+			if !slices.Contains(l.PVs, a.PV) {
+				return fmt.Errorf("config: LVM %s: table line %d uses PV %s, which is not among its PVs", who, i+1, a.PV)
+			}
+		}
+		next += t.Length
+	}
+	return nil
+}
+
+// lvmName is lvm2's rule for VG and LV names: letters, digits, "+_.-",
+// no leading '-', not "." or "..", under 128 characters.
+func lvmName(s string) bool {
+	if s == "" || len(s) > 127 || s[0] == '-' || s == "." || s == ".." {
+		return false
+	}
+	return strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+_.-") == ""
+}
+
+// lvmID checks an lvm2 id in its written form: 32 characters of lvm2's
+// id alphabet in groups of 6-4-4-4-4-4-6, joined by dashes.
+func lvmID(s string) bool {
+	groups := strings.Split(s, "-")
+	if len(groups) != 7 {
+		return false
+	}
+	for i, g := range groups {
+		want := 4
+		if i == 0 || i == 6 {
+			want = 6
+		}
+		if len(g) != want || strings.Trim(g, "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ!#") != "" {
+			return false
+		}
+	}
+	return true
+}
+
 // InitPath is where the generator puts Init inside the initramfs.
 const InitPath = "etc/ukdump/init.json"
 
@@ -221,6 +326,11 @@ func (c *Init) Validate() error {
 			return fmt.Errorf("config: volume %s: initrd transport without a key file", v.UUID)
 		case v.Transport != Kernel && v.Transport != Initrd:
 			return fmt.Errorf("config: volume %s: unknown transport %q", v.UUID, v.Transport)
+		}
+	}
+	for _, l := range c.LVM {
+		if err := l.Validate(); err != nil {
+			return err
 		}
 	}
 	for _, a := range []Action{c.FailureAction, c.FinalAction} {

@@ -115,6 +115,25 @@ func Remove(name string) error {
 	return nil
 }
 
+// Mappings are mappings made one after another, each maybe on top of
+// the ones before (an LV on a LUKS volume): Close removes them last first.
+type Mappings struct {
+	names []string
+}
+
+// Add records a mapping made.
+func (m *Mappings) Add(name string) { m.names = append(m.names, name) }
+
+// Close removes the mappings, last first, and forgets them.
+func (m *Mappings) Close() error {
+	var errs []error
+	for i := len(m.names) - 1; i >= 0; i-- {
+		errs = append(errs, Remove(m.names[i]))
+	}
+	m.names = nil
+	return errors.Join(errs...)
+}
+
 // EnsureControl makes /dev/mapper/control when devtmpfs has not (it does on
 // kernels with dm built in; with dm-mod loaded as a module the node comes
 // from the misc device, whose number sysfs gives).

@@ -5,8 +5,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
-	"strings"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -47,14 +45,45 @@ func TableKey(name string) (key []byte, ref string, err error) {
 }
 
 // tableParams returns the parameter string of the single crypt target of
-// name. The kernel is asked to wipe its copy of the buffer
-// (DM_SECURE_DATA_FLAG); the caller wipes ours.
+// name, wiped by the caller.
 func tableParams(name string) ([]byte, error) {
-	ctl, err := os.Open("/dev/mapper/control")
-	if err != nil {
-		return nil, fmt.Errorf("dm: %w", err)
-	}
-	defer ctl.Close()
+	var params []byte
+	err := walkTable(name, func(n int, start, length uint64, typ string, p []byte) error {
+		switch {
+		case n != 1:
+			return fmt.Errorf("dm: %s has %d targets, want one crypt target", name, n)
+		case typ != "crypt":
+			return fmt.Errorf("dm: %s is a %s target, not crypt", name, typ)
+		}
+		params = bytes.Clone(p)
+		return nil
+	})
+	return params, err
+}
+
+// LiveTable returns the table of the live mapping name as the kernel holds
+// it, as dmsetup table prints it. It is for mappings without keys: a crypt
+// target is refused, so no key reaches a string this process cannot wipe.
+func LiveTable(name string) ([]Target, error) {
+	var out []Target
+	err := walkTable(name, func(n int, start, length uint64, typ string, p []byte) error {
+		if typ == "crypt" {
+			return fmt.Errorf("dm: %s holds a crypt target, whose table LiveTable does not read", name)
+		}
+		out = append(out, Target{Start: start, Length: length, Type: typ, Params: string(p)})
+		return nil
+	})
+	return out, err
+}
+
+// walkTable asks the kernel for the table of name (DM_TABLE_STATUS with
+// DM_STATUS_TABLE_FLAG) and calls f for each target with the number of
+// targets and the target's parameters, which f copies if it keeps them.
+// The kernel is asked to wipe its copy of the buffer (DM_SECURE_DATA_FLAG),
+// and ours is wiped on return: a crypt table holds its key.
+//
+// devmapper.go has no table-status call, hence this one ioctl.
+func walkTable(name string, f func(n int, start, length uint64, typ string, params []byte) error) error {
 	buf := make([]byte, 16<<10)
 	defer clear(buf)
 	hdr := (*unix.DmIoctl)(unsafe.Pointer(&buf[0]))
@@ -63,26 +92,45 @@ func tableParams(name string) ([]byte, error) {
 	hdr.Data_start = unix.SizeofDmIoctl
 	hdr.Flags = unix.DM_STATUS_TABLE_FLAG | unix.DM_SECURE_DATA_FLAG
 	copy(hdr.Name[:], name)
-	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, ctl.Fd(), unix.DM_TABLE_STATUS, uintptr(unsafe.Pointer(&buf[0]))); errno != 0 {
-		return nil, fmt.Errorf("dm: table status of %s: %w", name, errno)
+	if err := control(unix.DM_TABLE_STATUS, buf); err != nil {
+		return fmt.Errorf("dm: table status of %s: %w", name, err)
 	}
 	if hdr.Flags&unix.DM_BUFFER_FULL_FLAG != 0 {
-		return nil, fmt.Errorf("dm: table of %s does not fit in %d bytes", name, len(buf))
+		return fmt.Errorf("dm: table of %s does not fit in %d bytes", name, len(buf))
 	}
-	if hdr.Target_count != 1 {
-		return nil, fmt.Errorf("dm: %s has %d targets, want one crypt target", name, hdr.Target_count)
+	return walkSpecs(name, buf, f)
+}
+
+// walkSpecs reads the target specs of a DM_TABLE_STATUS answer in buf. In
+// answers, unlike in DM_TABLE_LOAD, each spec's next is its offset from
+// the start of the data (dm-ioctl.c's retrieve_status).
+func walkSpecs(name string, buf []byte, f func(n int, start, length uint64, typ string, params []byte) error) error {
+	hdr := (*unix.DmIoctl)(unsafe.Pointer(&buf[0]))
+	n := int(hdr.Target_count)
+	if n == 0 {
+		return fmt.Errorf("dm: %s has no table", name)
 	}
-	start := int(hdr.Data_start)
-	if start+unix.SizeofDmTargetSpec > len(buf) {
-		return nil, fmt.Errorf("dm: %s: short table status", name)
+	data := int(hdr.Data_start)
+	end := min(int(hdr.Data_size), len(buf))
+	off := data
+	for i := 0; i < n; i++ {
+		if off < data || off+unix.SizeofDmTargetSpec > end {
+			return fmt.Errorf("dm: %s: short table status", name)
+		}
+		spec := (*unix.DmTargetSpec)(unsafe.Pointer(&buf[off]))
+		p := buf[off+unix.SizeofDmTargetSpec : end]
+		if j := bytes.IndexByte(p, 0); j >= 0 {
+			p = p[:j]
+		}
+		typ := unix.ByteSliceToString(spec.Target_type[:])
+		if err := f(n, spec.Sector_start, spec.Length, typ, p); err != nil {
+			return err
+		}
+		next := data + int(spec.Next)
+		if next <= off && i < n-1 {
+			return fmt.Errorf("dm: %s: malformed table status", name)
+		}
+		off = next
 	}
-	spec := (*unix.DmTargetSpec)(unsafe.Pointer(&buf[start]))
-	if typ := strings.TrimRight(string(spec.Target_type[:]), "\x00"); typ != "crypt" {
-		return nil, fmt.Errorf("dm: %s is a %s target, not crypt", name, typ)
-	}
-	p := buf[start+unix.SizeofDmTargetSpec:]
-	if i := bytes.IndexByte(p, 0); i >= 0 {
-		p = p[:i]
-	}
-	return bytes.Clone(p), nil
+	return nil
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/ukdump/ukdump/mkinitrd"
 	"github.com/ukdump/ukdump/pkg/blockdev"
 	"github.com/ukdump/ukdump/pkg/config"
+	"github.com/ukdump/ukdump/pkg/dm"
 	"github.com/ukdump/ukdump/pkg/kexec"
 	"github.com/ukdump/ukdump/pkg/keys"
 	"github.com/ukdump/ukdump/pkg/kmod"
@@ -52,6 +53,9 @@ type Options struct {
 	// HasLogonKey reports whether a logon key of the LUKS volume is in a
 	// keyring the loader reaches; nil looks in the keyrings.
 	HasLogonKey func(uuid string) bool
+	// LiveTable returns the table of a live device-mapper mapping; nil
+	// asks the kernel (dm.LiveTable).
+	LiveTable func(name string) ([]dm.Target, error)
 }
 
 // DefaultStateFile lives on tmpfs: a loaded crash kernel does not survive a
@@ -135,6 +139,8 @@ type Plan struct {
 	Build   mkinitrd.Options
 	// Volumes are the LUKS devices under the target, lowest first.
 	Volumes []Volume
+	// LVs are the LVM logical volumes under the target, lowest first.
+	LVs []LV
 	// Transport carries their keys; empty without volumes.
 	Transport config.Transport
 }
@@ -164,6 +170,21 @@ func Prepare(o Options) (*Plan, error) {
 	vols, err := findVolumes(o.Sys, stack)
 	if err != nil {
 		return nil, err
+	}
+	live := o.LiveTable
+	if live == nil {
+		live = dm.LiveTable
+	}
+	lvs, err := findLVs(o.Sys, stack, live)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkOrder(vols, lvs); err != nil {
+		return nil, err
+	}
+	if len(lvs) > 0 {
+		// dm-mod holds the linear and striped targets itself.
+		mods = append(mods, "dm_mod")
 	}
 	var transport config.Transport
 	var cvols []config.Volume
@@ -202,6 +223,7 @@ func Prepare(o Options) (*Plan, error) {
 		File:      cf,
 		Target:    target,
 		Volumes:   vols,
+		LVs:       lvs,
 		Transport: transport,
 		Build: mkinitrd.Options{
 			Init: o.Init,
@@ -213,6 +235,7 @@ func Prepare(o Options) (*Plan, error) {
 				FailureAction: cf.FailureAction,
 				FinalAction:   cf.FinalAction,
 				Volumes:       cvols,
+				LVM:           lvmConfigs(lvs),
 				Dump:          cf.Dump,
 			},
 			Tree:        tree,
@@ -292,6 +315,15 @@ type State struct {
 	InitramfsSize int64         `json:"initramfs_size"`
 	LoadedAt      time.Time     `json:"loaded_at"`
 	Volumes       []VolumeState `json:"volumes,omitempty"`
+	LVM           []LVMState    `json:"lvm,omitempty"`
+}
+
+// LVMState names an LVM volume the crash kernel activates.
+type LVMState struct {
+	VG string `json:"vg"`
+	LV string `json:"lv"`
+	// Seqno is the VG metadata's at load time.
+	Seqno uint64 `json:"seqno"`
 }
 
 // VolumeState tells which LUKS volume got its key how; never the key.
@@ -330,6 +362,11 @@ func Load(p *Plan, out io.Writer) (st *State, err error) {
 			st, err = nil, errors.Join(err, cerr)
 		}
 	}()
+	for _, lv := range p.LVs {
+		c := lv.Config
+		fmt.Fprintf(out, "LVM volume %s/%s: activated by the crash kernel from the metadata on its %d PV(s) (seqno %d, %d table line(s))\n",
+			c.VG, c.LV, len(c.PVs), c.Seqno, len(c.Table))
+	}
 	build := p.Build
 	build.Secrets = hand.secrets
 	build.Config.Volumes = hand.volumes
@@ -377,6 +414,9 @@ func Load(p *Plan, out io.Writer) (st *State, err error) {
 		InitramfsSize: rep.Size,
 		LoadedAt:      time.Now().UTC(),
 		Volumes:       hand.sources,
+	}
+	for _, lv := range p.LVs {
+		st.LVM = append(st.LVM, LVMState{VG: lv.Config.VG, LV: lv.Config.LV, Seqno: lv.Config.Seqno})
 	}
 	if err := writeState(p.Options.StateFile, st); err != nil {
 		fmt.Fprintf(out, "warning: %v\n", err)

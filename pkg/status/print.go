@@ -64,6 +64,9 @@ func (r *Report) printLoaded(w io.Writer) {
 	for _, v := range st.Volumes {
 		fmt.Fprintf(w, "  LUKS volume %s (UUID %s): key handed over (%s transport, from %s)\n", v.Name, v.UUID, v.Transport, v.Source)
 	}
+	for _, l := range st.LVM {
+		fmt.Fprintf(w, "  LVM volume %s/%s: activated from the metadata on its PVs (seqno %d at load; moved since: refused, run ukdump reload)\n", l.VG, l.LV, l.Seqno)
+	}
 }
 
 func (r *Report) printTarget(w io.Writer) {

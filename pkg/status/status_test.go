@@ -39,6 +39,7 @@ func loadedState() *loader.State {
 		Path: "/crash", FinalAction: config.Reboot, FailureAction: config.Poweroff,
 		InitramfsSize: 1600 << 10, LoadedAt: time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC),
 		Volumes: []loader.VolumeState{{UUID: "aaaa", Name: "luks-aaaa", Transport: config.Kernel, Source: "logon key kdump-cryptsetup:vk-aaaa"}},
+		LVM:     []loader.LVMState{{VG: "vg0", LV: "root", Seqno: 7}},
 	}
 }
 
@@ -89,6 +90,7 @@ func TestReady(t *testing.T) {
 		"crash kernel: loaded: 7.3.0-test (/boot/vmlinuz-7.3.0-test), at 2026-05-01 10:00:00 UTC, initramfs 1600 KiB\n",
 		"on a crash: dump to /crash on ext4 UUID="+loadertest.UUID+" on /dev/vda (present), then reboot; poweroff if the dump fails\n",
 		"LUKS volume luks-aaaa (UUID aaaa): key handed over (kernel transport, from logon key kdump-cryptsetup:vk-aaaa)\n",
+		"LVM volume vg0/root: activated from the metadata on its PVs (seqno 7 at load; moved since: refused, run ukdump reload)\n",
 		"target:       ext4 UUID="+loadertest.UUID+" on "+o.Sys.DevDir+"/vda: present, mounted on "+root+"/var\n",
 		"dumps:        "+dir+" (/crash on the target), newest first:\n"+
 			"  host-2026-04-03-00:00:00  0.0 MiB  no vmcore\n"+

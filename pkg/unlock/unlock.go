@@ -11,9 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"time"
 
@@ -32,19 +30,9 @@ type Env struct {
 	CrashDM keys.CrashDM
 }
 
-// Opened are the mappings Open made.
+// Opened are the mappings Open made; Close removes them, last first.
 type Opened struct {
-	names []string
-}
-
-// Close removes the mappings, last first.
-func (o *Opened) Close() error {
-	var errs []error
-	for i := len(o.names) - 1; i >= 0; i-- {
-		errs = append(errs, dm.Remove(o.names[i]))
-	}
-	o.names = nil
-	return errors.Join(errs...)
+	dm.Mappings
 }
 
 // Open maps every volume in order, waiting up to timeout for each device.
@@ -85,7 +73,7 @@ func Open(ctx context.Context, vols []config.Volume, timeout time.Duration, env 
 		if err := open(ctx, v, timeout, env); err != nil {
 			return o, fmt.Errorf("LUKS %s (%s): %w", v.UUID, v.Name, err)
 		}
-		o.names = append(o.names, v.Name)
+		o.Add(v.Name)
 	}
 	return o, nil
 }
@@ -149,7 +137,7 @@ func open(ctx context.Context, v config.Volume, timeout time.Duration, env Env) 
 		return fmt.Errorf("the LUKS header on %s changed since \"ukdump load\" (%s, loaded with %s): refusing it (run \"ukdump reload\")",
 			dev.Path, fp, v.Header)
 	}
-	size, err := deviceSize(env.Sys, dev.Name)
+	size, err := env.Sys.Size(dev.Name)
 	if err != nil {
 		return err
 	}
@@ -265,18 +253,6 @@ func scrubFile(name string) error {
 		return fmt.Errorf("unlock: scrubbing %s: %w", name, werr)
 	}
 	return nil
-}
-
-func deviceSize(sys blockdev.Sys, name string) (uint64, error) {
-	b, err := os.ReadFile(filepath.Join(sys.SysDir, "class", "block", name, "size"))
-	if err != nil {
-		return 0, err
-	}
-	sectors, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("size of %s: %w", name, err)
-	}
-	return sectors * 512, nil
 }
 
 // dmUUID follows cryptsetup's convention, so that tools looking at the

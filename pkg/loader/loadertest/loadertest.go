@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"debug/elf"
 	"encoding/binary"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -51,27 +52,12 @@ func New(t testing.TB, conf string) System {
 		StateFile:  filepath.Join(root, "state.json"),
 	}
 	sys := s.Sys.SysDir
-	link := func(target, p string) {
-		t.Helper()
-		must(t, os.MkdirAll(filepath.Dir(p), 0o755))
-		must(t, os.Symlink(target, p))
-	}
-	pci := "devices/pci0000:00/0000:00:04.0"
-	vda := filepath.Join(sys, pci, "virtio1/block/vda")
-	Write(t, filepath.Join(vda, "size"), "2048\n")
-	Write(t, filepath.Join(vda, "dev"), "253:0\n")
-	link("../../"+pci+"/virtio1/block/vda", filepath.Join(sys, "class/block/vda"))
-	link("../../"+pci+"/virtio1/block/vda", filepath.Join(sys, "dev/block/253:0"))
-	link("../../../../bus/virtio/drivers/virtio_blk", filepath.Join(sys, pci, "virtio1/driver"))
-	link("../../../../module/virtio_blk", filepath.Join(sys, "bus/virtio/drivers/virtio_blk/module"))
+	s.Disk(t, "vda", "253:0", 4)
+	link(t, "../../../../module/virtio_blk", filepath.Join(sys, "bus/virtio/drivers/virtio_blk/module"))
 	Write(t, filepath.Join(sys, "module/virtio_blk/initstate"), "live\n")
 	// crc32c is built in: sysfs has the module directory but no initstate.
 	Write(t, filepath.Join(sys, "module/crc32c_intel/parameters/x"), "")
-
-	sb := make([]byte, 4096)
-	binary.LittleEndian.PutUint16(sb[1024+56:], 0xEF53)
-	copy(sb[1024+104:], []byte{0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0, 0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef})
-	Write(t, filepath.Join(s.Sys.DevDir, "vda"), string(sb))
+	Write(t, filepath.Join(s.Sys.DevDir, "vda"), string(Ext4([16]byte{0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0, 0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef})))
 
 	Write(t, filepath.Join(s.ModuleDir, "kernel/virtio_blk.ko"), "x")
 	Write(t, filepath.Join(s.ModuleDir, "kernel/nvme.ko"), "x")
@@ -82,6 +68,55 @@ func New(t testing.TB, conf string) System {
 	Write(t, filepath.Join(s.ProcDir, "modules"), "virtio_blk 20480 0 - Live 0x0\n")
 	Write(t, s.ConfigFile, conf)
 	return s
+}
+
+// Disk adds a virtio disk name with device number devno ("253:16") at
+// PCI slot slot (4 for vda), with its driver links; its node is empty
+// until Write or LinkNode fills it.
+func (s System) Disk(t testing.TB, name, devno string, slot int) {
+	t.Helper()
+	sys := s.Sys.SysDir
+	pci := fmt.Sprintf("devices/pci0000:00/0000:00:%02x.0", slot)
+	virtio := fmt.Sprintf("virtio%d", slot-3)
+	dir := filepath.Join(pci, virtio, "block", name)
+	Write(t, filepath.Join(sys, dir, "size"), "2048\n")
+	Write(t, filepath.Join(sys, dir, "dev"), devno+"\n")
+	link(t, "../../"+dir, filepath.Join(sys, "class/block", name))
+	link(t, "../../"+dir, filepath.Join(sys, "dev/block", devno))
+	link(t, "../../../../bus/virtio/drivers/virtio_blk", filepath.Join(sys, pci, virtio, "driver"))
+}
+
+// Mapping adds the device-mapper device name (dm-0) with device number
+// devno, mapping name dmName and UUID dmUUID, on the given slaves.
+func (s System) Mapping(t testing.TB, name, devno, dmName, dmUUID string, slaves ...string) {
+	t.Helper()
+	sys := s.Sys.SysDir
+	dir := filepath.Join("devices/virtual/block", name)
+	Write(t, filepath.Join(sys, dir, "size"), "2048\n")
+	Write(t, filepath.Join(sys, dir, "dev"), devno+"\n")
+	Write(t, filepath.Join(sys, dir, "dm/name"), dmName+"\n")
+	Write(t, filepath.Join(sys, dir, "dm/uuid"), dmUUID+"\n")
+	link(t, "../../"+dir, filepath.Join(sys, "class/block", name))
+	link(t, "../../"+dir, filepath.Join(sys, "dev/block", devno))
+	for _, sl := range slaves {
+		link(t, "../../../../../class/block/"+sl, filepath.Join(sys, dir, "slaves", sl))
+	}
+}
+
+// LinkNode makes the node of device name a link to file, e.g. an image
+// made by a tool.
+func (s System) LinkNode(t testing.TB, name, file string) {
+	t.Helper()
+	link(t, file, filepath.Join(s.Sys.DevDir, name))
+}
+
+// Ext4 is the start of an ext4 filesystem with the given UUID: enough
+// for blockdev's probe.
+func Ext4(uuid [16]byte) []byte {
+	sb := make([]byte, 4096)
+	binary.LittleEndian.PutUint16(sb[1024+56:], 0xEF53)
+	copy(sb[1024+104:], uuid[:])
+	return sb
 }
 
 // Kexec writes the crash kernel files of sysfs: loaded or not, and the
@@ -131,6 +166,12 @@ func TinyELF() []byte {
 	var b bytes.Buffer
 	must(nil, binary.Write(&b, binary.LittleEndian, &h))
 	return b.Bytes()
+}
+
+func link(t testing.TB, target, p string) {
+	t.Helper()
+	must(t, os.MkdirAll(filepath.Dir(p), 0o755))
+	must(t, os.Symlink(target, p))
 }
 
 func must(t testing.TB, err error) {
