@@ -105,6 +105,28 @@ type Volume struct {
 // unrelated memory too often, and every key ukdump maps is longer.
 const MinLen = 16
 
+// Secret is one byte string derived from a volume key.
+type Secret struct {
+	Kind  Kind
+	Bytes []byte
+}
+
+// Derive returns the byte strings that New scrubs for v (before it leaves
+// out short, non-random and repeated ones), for tests that plant them in
+// memory or look for them in a dump. They are secrets: the caller wipes
+// them.
+func Derive(v Volume) ([]Secret, error) {
+	out, _, err := derive(v, newAESTables())
+	if err != nil {
+		return nil, fmt.Errorf("scrub: %w", err)
+	}
+	ss := make([]Secret, len(out))
+	for i, x := range out {
+		ss[i] = Secret{Kind: x.kind, Bytes: x.b}
+	}
+	return ss, nil
+}
+
 // secret is one byte string to scrub, owned by the caller of derive.
 type secret struct {
 	kind Kind

@@ -9,10 +9,13 @@
 //
 // Search: every pattern is at least MinLen (16) bytes, so each occurrence
 // covers a whole 8-byte word at an offset that is a multiple of 8 in its
-// page, at most 7 bytes after its start. The index holds the words at
-// offsets 0 to 7 of every pattern, behind a 64 Kibit filter; the scan
-// loads one aligned word per 8 bytes, tests the filter and, on the rare
-// hit, looks the word up and compares the whole pattern.
+// page, at most 7 bytes after its start; when every pattern is at least 23
+// bytes (AES-192 and AES-256 keys: LUKS2's default aes-xts-plain64 with a
+// 512-bit key), a word at a multiple of 16, at most 15 bytes after it. The
+// index holds the words at offsets 0 to stride-1 of every pattern, behind
+// a 64 Kibit filter; the scan loads one word per stride bytes, tests the
+// filter and, on the rare hit, looks the word up and compares the whole
+// pattern.
 package scrub
 
 import (
@@ -52,6 +55,7 @@ type Scrubber struct {
 	head   []entry // words at offsets 0..7 of each pattern, by word
 	inner  []entry // words at offsets 1..len-8, by word: tails at a page start
 	filter *[1 << (filterBits - 6)]uint64
+	stride int // bytes between the words the scan tests: 8 or 16
 	maxLen int
 	vols   int
 	notes  []string
@@ -104,6 +108,12 @@ func New(vols []Volume) (*Scrubber, error) {
 		s.pats = append(s.pats, pattern{b: s.arena[at:len(s.arena):len(s.arena)], kind: x.kind})
 		s.maxLen = max(s.maxLen, len(x.b))
 	}
+	s.stride = 2 * wordLen
+	for _, p := range s.pats {
+		if len(p.b) < s.stride+wordLen-1 {
+			s.stride = wordLen
+		}
+	}
 	if len(s.pats) > 1<<16 {
 		s.Wipe()
 		return nil, fmt.Errorf("scrub: %d patterns, at most %d", len(s.pats), 1<<16)
@@ -116,7 +126,7 @@ func New(vols []Volume) (*Scrubber, error) {
 // of b is one byte repeated: such words fill memory (zeros, poison), and
 // each hit would cost a lookup and a compare.
 func random(b []byte) bool {
-	for off := 0; off < wordLen && off+wordLen <= len(b); off++ {
+	for off := 0; off < 2*wordLen && off+wordLen <= len(b); off++ {
 		if flat(binary.LittleEndian.Uint64(b[off:])) {
 			return false
 		}
@@ -141,7 +151,7 @@ func (s *Scrubber) index() {
 	for i, p := range s.pats {
 		for off := 0; off+wordLen <= len(p.b); off++ {
 			e := entry{word: binary.LittleEndian.Uint64(p.b[off:]), pat: uint16(i), off: uint16(off)}
-			if off < wordLen {
+			if off < s.stride {
 				s.head = append(s.head, e)
 				h := e.word * hashMul >> (64 - filterBits)
 				s.filter[h>>6] |= 1 << (h & 63)
@@ -198,20 +208,36 @@ type match struct {
 // memory is not the one before it in the dump) the last part of one cut by
 // p's start is a Partial too.
 func (s *Scrubber) scan(p, next []byte, open bool, m []match) []match {
-	for j := nextHit(s.filter, p, 0); j < len(p); j = nextHit(s.filter, p, j+wordLen) {
-		for _, e := range lookup(s.head, binary.LittleEndian.Uint64(p[j:])) {
+	le := binary.LittleEndian
+	for j := nextHit(s.filter, p, 0, s.stride); j < len(p); j = nextHit(s.filter, p, j+s.stride, s.stride) {
+		for _, e := range lookup(s.head, le.Uint64(p[j:])) {
 			// i < 0: begun in the page before, which found it.
 			if i := j - int(e.off); i >= 0 {
 				m = s.verify(p, next, i, int(e.pat), m)
 			}
 		}
 	}
-	if len(next) >= wordLen {
-		// Occurrences that start in p's last 7 bytes have their first
-		// aligned word in next.
-		for _, e := range lookup(s.head, binary.LittleEndian.Uint64(next)) {
-			if e.off > 0 {
-				m = s.verify(p, next, len(p)-int(e.off), int(e.pat), m)
+	switch {
+	case len(next) >= wordLen:
+		// Occurrences that start in p's last stride-1 bytes have their
+		// first word in next.
+		if w := le.Uint64(next); s.maybe(w) {
+			for _, e := range lookup(s.head, w) {
+				if e.off > 0 {
+					m = s.verify(p, next, len(p)-int(e.off), int(e.pat), m)
+				}
+			}
+		}
+	case s.stride > wordLen && len(p) >= s.stride:
+		// The end is open: a cut occurrence starting in p's last stride-1
+		// bytes with at least a word in p has p's last word at an offset
+		// below wordLen; those starting earlier were found above.
+		j := len(p) - wordLen
+		if w := le.Uint64(p[j:]); s.maybe(w) {
+			for _, e := range lookup(s.head, w) {
+				if i := j - int(e.off); e.off < wordLen && i > len(p)-s.stride {
+					m = s.verify(p, nil, i, int(e.pat), m)
+				}
 			}
 		}
 	}
@@ -226,26 +252,33 @@ func (s *Scrubber) scan(p, next []byte, open bool, m []match) []match {
 	return m
 }
 
-// nextHit returns the offset of the first aligned word of p at or after j
-// whose filter bit is set, or len(p). It is the loop that runs over every
-// byte of the dump, kept apart so that it stays in registers.
+// maybe tests w against the filter.
+func (s *Scrubber) maybe(w uint64) bool {
+	h := w * hashMul >> (64 - filterBits)
+	return s.filter[h>>6]&(1<<(h&63)) != 0
+}
+
+// nextHit returns the offset of the first word of p at a multiple of
+// stride, at or after j (itself one), whose filter bit is set, or len(p).
+// It is the loop that runs over every byte of the dump, kept apart so that
+// it stays in registers.
 //
 // Four words are tested at a time, as four independent chains of load,
 // multiply and filter load; only when one of them hits are they told
 // apart.
-func nextHit(f *[1 << (filterBits - 6)]uint64, p []byte, j int) int {
+func nextHit(f *[1 << (filterBits - 6)]uint64, p []byte, j, stride int) int {
 	le := binary.LittleEndian
-	for ; j <= len(p)-4*wordLen; j += 4 * wordLen {
-		q := p[j : j+4*wordLen]
-		h0 := le.Uint64(q[0:]) * hashMul >> (64 - filterBits)
-		h1 := le.Uint64(q[8:]) * hashMul >> (64 - filterBits)
-		h2 := le.Uint64(q[16:]) * hashMul >> (64 - filterBits)
-		h3 := le.Uint64(q[24:]) * hashMul >> (64 - filterBits)
+	for ; j <= len(p)-4*stride; j += 4 * stride {
+		q := p[j : j+4*stride]
+		h0 := le.Uint64(q) * hashMul >> (64 - filterBits)
+		h1 := le.Uint64(q[stride:]) * hashMul >> (64 - filterBits)
+		h2 := le.Uint64(q[2*stride:]) * hashMul >> (64 - filterBits)
+		h3 := le.Uint64(q[3*stride:]) * hashMul >> (64 - filterBits)
 		if (f[h0>>6]>>(h0&63)|f[h1>>6]>>(h1&63)|f[h2>>6]>>(h2&63)|f[h3>>6]>>(h3&63))&1 != 0 {
 			break
 		}
 	}
-	for ; j <= len(p)-wordLen; j += wordLen {
+	for ; j <= len(p)-wordLen; j += stride {
 		h := le.Uint64(p[j:]) * hashMul >> (64 - filterBits)
 		if f[h>>6]&(1<<(h&63)) != 0 {
 			return j
@@ -293,11 +326,17 @@ func (s *Scrubber) verify(p, next []byte, i, pi int, m []match) []match {
 // each match that is not inside those or an earlier match. It returns how
 // many bytes of the next page the matches cover.
 func settle(p []byte, carry int, m []match, c *Counts) (next int) {
+	// By start, the longest first; of equal ones a whole occurrence before
+	// a partial one: a key that ends a page may be the start of its cut
+	// schedule too, but what is there is a whole key.
 	slices.SortFunc(m, func(a, b match) int {
 		if a.start != b.start {
 			return cmp.Compare(a.start, b.start)
 		}
-		return cmp.Compare(b.end, a.end)
+		if a.end != b.end {
+			return cmp.Compare(b.end, a.end)
+		}
+		return cmp.Compare(a.kind, b.kind) // Partial is the last kind
 	})
 	covered := carry
 	for _, x := range m {

@@ -33,8 +33,8 @@ type Stream struct {
 // NewStream starts a dump of pageSize-byte pages; emit is called with
 // each scrubbed page, in order, and must not keep it.
 func (s *Scrubber) NewStream(pageSize int, emit func(pfn uint64, page []byte) error) (*Stream, error) {
-	if pageSize < s.maxLen || pageSize < wordLen || pageSize%wordLen != 0 {
-		return nil, fmt.Errorf("scrub: %d-byte pages: want a multiple of %d of at least %d bytes", pageSize, wordLen, max(s.maxLen, wordLen))
+	if pageSize < s.maxLen || pageSize < 2*wordLen || pageSize%(2*wordLen) != 0 {
+		return nil, fmt.Errorf("scrub: %d-byte pages: want a multiple of %d of at least %d bytes", pageSize, 2*wordLen, max(s.maxLen, 2*wordLen))
 	}
 	return &Stream{s: s, emit: emit, held: make([]byte, pageSize)}, nil
 }

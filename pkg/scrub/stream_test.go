@@ -166,26 +166,77 @@ func TestStreamScrubsEverything(t *testing.T) {
 	t.Logf("planted and scrubbed: %s", got)
 }
 
-// TestStreamEveryCrossing moves each pattern of an aes-xts-plain64 volume
-// with a 256-bit key (16-byte halves, 176-byte schedules) across the
-// boundary of two neighbouring pages, one byte at a time.
+// strideVolumes are an aes-xts-plain64 volume with a 256-bit key (16-byte
+// halves: the scan tests a word every 8 bytes) and one with a 512-bit key
+// (nothing shorter than 32 bytes: a word every 16 bytes).
+func strideVolumes(rng *rand.Rand) map[int][]Volume {
+	return map[int][]Volume{
+		8:  {{Cipher: "aes-xts-plain64", Key: randomKey(rng, 32)}},
+		16: {{Cipher: "aes-xts-plain64", Key: randomKey(rng, 64)}},
+	}
+}
+
+// TestStreamEveryCrossing moves each pattern across the boundary of two
+// neighbouring pages, one byte at a time, at both strides.
 func TestStreamEveryCrossing(t *testing.T) {
 	rng := rand.New(rand.NewPCG(13, 14))
-	s, err := New([]Volume{{Cipher: "aes-xts-plain64", Key: randomKey(rng, 32)}})
-	if err != nil {
-		t.Fatal(err)
+	for stride, vols := range strideVolumes(rng) {
+		s, err := New(vols)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Wipe()
+		if s.stride != stride {
+			t.Fatalf("stride %d, want %d", s.stride, stride)
+		}
+		for _, p := range s.pats {
+			for k := 1; k < len(p.b); k++ {
+				m := newMem(rng, 10, 11)
+				m.plant(10, testPS-k, p.b, nil)
+				out, got := dump(t, s, m, pagesOf(10, 11))
+				m.check(t, out)
+				var want Counts
+				want[p.kind] = 1
+				if got != want {
+					t.Fatalf("stride %d: %s with %d bytes in the first page: counts %s, want %s", stride, p.kind, k, got, want)
+				}
+			}
+		}
 	}
-	defer s.Wipe()
-	for _, p := range s.pats {
-		for k := 1; k < len(p.b); k++ {
-			m := newMem(rng, 10, 11)
-			m.plant(10, testPS-k, p.b, nil)
-			out, got := dump(t, s, m, pagesOf(10, 11))
-			m.check(t, out)
-			var want Counts
-			want[p.kind] = 1
-			if got != want {
-				t.Fatalf("%s with %d bytes in the first page: counts %s, want %s", p.kind, k, got, want)
+}
+
+// TestStreamOpenEdges cuts each pattern at the end of a page whose
+// neighbour is not in the dump, and at the start of one whose neighbour is
+// not, keeping k bytes: the part is zeroed (and counted) when at least a
+// word long, and stays when shorter, at both strides (at stride 16, parts
+// of 8 to 15 bytes at a page's end have no word the scan tests: a last
+// word is tested for them).
+func TestStreamOpenEdges(t *testing.T) {
+	rng := rand.New(rand.NewPCG(23, 24))
+	for stride, vols := range strideVolumes(rng) {
+		s, err := New(vols)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Wipe()
+		for _, p := range s.pats {
+			for k := 1; k < min(len(p.b), 3*wordLen); k++ {
+				m := newMem(rng, 10, 12)
+				cut := func(i int) bool { return k >= wordLen }
+				m.plant(10, testPS-k, p.b[:k], cut)
+				m.plant(12, 0, p.b[len(p.b)-k:], cut)
+				out, got := dump(t, s, m, pagesOf(10, 12))
+				m.check(t, out)
+				// Each part is counted once: as a partial one, or as the
+				// whole pattern it also is (a schedule begins with its
+				// key, a key with its first half).
+				want := uint64(0)
+				if k >= wordLen {
+					want = 2
+				}
+				if got.Total() != want {
+					t.Fatalf("stride %d: %s cut to %d bytes: counts %s, want %d in all", stride, p.kind, k, got, want)
+				}
 			}
 		}
 	}
