@@ -184,8 +184,11 @@ func (s *Scrubber) Volumes() int { return s.vols }
 func (s *Scrubber) Notes() []string { return s.notes }
 
 // Wipe overwrites the patterns and the index. The Scrubber then finds
-// nothing.
+// nothing. A nil Scrubber has nothing to wipe.
 func (s *Scrubber) Wipe() {
+	if s == nil {
+		return
+	}
 	wipe(s.arena)
 	clear(s.head)
 	clear(s.inner)
