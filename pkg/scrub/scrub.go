@@ -30,7 +30,6 @@ import (
 const (
 	wordLen    = 8  // bytes per indexed word
 	filterBits = 16 // log2 of the filter's bits
-	hashMul    = 0x9e3779b97f4a7c15
 )
 
 // pattern is one byte string to scrub; b is in the Scrubber's arena.
@@ -55,7 +54,8 @@ type Scrubber struct {
 	head   []entry // words at offsets 0..7 of each pattern, by word
 	inner  []entry // words at offsets 1..len-8, by word: tails at a page start
 	filter *[1 << (filterBits - 6)]uint64
-	stride int // bytes between the words the scan tests: 8 or 16
+	mul    uint64 // the filter's hash: the word times mul, top bits
+	stride int    // bytes between the words the scan tests: 8 or 16
 	maxLen int
 	vols   int
 	notes  []string
@@ -153,8 +153,6 @@ func (s *Scrubber) index() {
 			e := entry{word: binary.LittleEndian.Uint64(p.b[off:]), pat: uint16(i), off: uint16(off)}
 			if off < s.stride {
 				s.head = append(s.head, e)
-				h := e.word * hashMul >> (64 - filterBits)
-				s.filter[h>>6] |= 1 << (h & 63)
 			}
 			// A flat word inside a pattern would match every page that
 			// starts with zeros (or poison), and count a "partial" there.
@@ -166,6 +164,43 @@ func (s *Scrubber) index() {
 	byWord := func(a, b entry) int { return cmp.Compare(a.word, b.word) }
 	slices.SortFunc(s.head, byWord)
 	slices.SortFunc(s.inner, byWord)
+	s.buildFilter()
+}
+
+// buildFilter sets the filter bits of the head words, with a hash under
+// which no flat word (zeros, 0xff, slab poison: most of the words of a
+// dump) hits the filter: were the zero word's bit set, every zero page
+// would cost 256 lookups. Each multiplier tried has about even chances
+// with 200 words; after 64 the last one stays, and only speed suffers.
+func (s *Scrubber) buildFilter() {
+	seed := uint64(0x9e3779b97f4a7c15)
+	for try := 0; try < 64; try++ {
+		seed += 0x9e3779b97f4a7c15
+		s.mul = mix64(seed) | 1
+		clear(s.filter[:])
+		for _, e := range s.head {
+			h := e.word * s.mul >> (64 - filterBits)
+			s.filter[h>>6] |= 1 << (h & 63)
+		}
+		clean := true
+		for b := range uint64(256) {
+			if s.maybe(b * 0x0101010101010101) {
+				clean = false
+				break
+			}
+		}
+		if clean {
+			return
+		}
+	}
+}
+
+// mix64 is splitmix64's finaliser: well-spread odd multipliers from a
+// counter.
+func mix64(z uint64) uint64 {
+	z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
+	z = (z ^ z>>27) * 0x94d049bb133111eb
+	return z ^ z>>31
 }
 
 // Patterns counts the patterns by kind.
@@ -212,7 +247,7 @@ type match struct {
 // p's start is a Partial too.
 func (s *Scrubber) scan(p, next []byte, open bool, m []match) []match {
 	le := binary.LittleEndian
-	for j := nextHit(s.filter, p, 0, s.stride); j < len(p); j = nextHit(s.filter, p, j+s.stride, s.stride) {
+	for j := nextHit(s.filter, s.mul, p, 0, s.stride); j < len(p); j = nextHit(s.filter, s.mul, p, j+s.stride, s.stride) {
 		for _, e := range lookup(s.head, le.Uint64(p[j:])) {
 			// i < 0: begun in the page before, which found it.
 			if i := j - int(e.off); i >= 0 {
@@ -257,7 +292,7 @@ func (s *Scrubber) scan(p, next []byte, open bool, m []match) []match {
 
 // maybe tests w against the filter.
 func (s *Scrubber) maybe(w uint64) bool {
-	h := w * hashMul >> (64 - filterBits)
+	h := w * s.mul >> (64 - filterBits)
 	return s.filter[h>>6]&(1<<(h&63)) != 0
 }
 
@@ -269,20 +304,20 @@ func (s *Scrubber) maybe(w uint64) bool {
 // Four words are tested at a time, as four independent chains of load,
 // multiply and filter load; only when one of them hits are they told
 // apart.
-func nextHit(f *[1 << (filterBits - 6)]uint64, p []byte, j, stride int) int {
+func nextHit(f *[1 << (filterBits - 6)]uint64, mul uint64, p []byte, j, stride int) int {
 	le := binary.LittleEndian
 	for ; j <= len(p)-4*stride; j += 4 * stride {
 		q := p[j : j+4*stride]
-		h0 := le.Uint64(q) * hashMul >> (64 - filterBits)
-		h1 := le.Uint64(q[stride:]) * hashMul >> (64 - filterBits)
-		h2 := le.Uint64(q[2*stride:]) * hashMul >> (64 - filterBits)
-		h3 := le.Uint64(q[3*stride:]) * hashMul >> (64 - filterBits)
+		h0 := le.Uint64(q) * mul >> (64 - filterBits)
+		h1 := le.Uint64(q[stride:]) * mul >> (64 - filterBits)
+		h2 := le.Uint64(q[2*stride:]) * mul >> (64 - filterBits)
+		h3 := le.Uint64(q[3*stride:]) * mul >> (64 - filterBits)
 		if (f[h0>>6]>>(h0&63)|f[h1>>6]>>(h1&63)|f[h2>>6]>>(h2&63)|f[h3>>6]>>(h3&63))&1 != 0 {
 			break
 		}
 	}
 	for ; j <= len(p)-wordLen; j += stride {
-		h := le.Uint64(p[j:]) * hashMul >> (64 - filterBits)
+		h := le.Uint64(p[j:]) * mul >> (64 - filterBits)
 		if f[h>>6]&(1<<(h&63)) != 0 {
 			return j
 		}
