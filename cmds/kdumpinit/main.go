@@ -23,6 +23,7 @@ import (
 	"github.com/ukdump/ukdump/pkg/keys"
 	"github.com/ukdump/ukdump/pkg/kmsg"
 	"github.com/ukdump/ukdump/pkg/lvm"
+	"github.com/ukdump/ukdump/pkg/scrub"
 	"github.com/ukdump/ukdump/pkg/unlock"
 )
 
@@ -74,8 +75,16 @@ func main() {
 func dump(log *kmsg.Logger, cfg *config.Init, kick func()) (err error) {
 	ctx := context.Background()
 	sys := blockdev.Host()
+	// Unlocking keeps a copy of each key it checks, for the dump to be
+	// scrubbed of (unless scrub_keys no); capture wipes them once the
+	// vmcore is written, this on every other way out.
+	var kept *scrub.Keys
+	if len(cfg.Volumes) > 0 && !cfg.Dump.KeepKeys {
+		kept = &scrub.Keys{}
+		defer kept.Wipe()
+	}
 	vols, err := unlock.Open(ctx, cfg.Volumes, time.Duration(cfg.TargetTimeout), unlock.Env{
-		Log: log, Sys: sys, CrashDM: keys.DefaultCrashDM(),
+		Log: log, Sys: sys, CrashDM: keys.DefaultCrashDM(), Keep: kept,
 	})
 	defer closing(log, &err, "close LUKS volumes", vols.Close)
 	if err != nil {
@@ -97,6 +106,7 @@ func dump(log *kmsg.Logger, cfg *config.Init, kick func()) (err error) {
 		Now:      time.Now,
 		Kick:     kick,
 		Mount:    capture.Mount,
+		Keys:     kept,
 	})
 	if err != nil {
 		return err

@@ -17,6 +17,7 @@ import (
 	"github.com/ukdump/ukdump/pkg/config"
 	"github.com/ukdump/ukdump/pkg/dumpdir"
 	"github.com/ukdump/ukdump/pkg/kmsg"
+	"github.com/ukdump/ukdump/pkg/scrub"
 	"github.com/ukdump/ukdump/pkg/vmcore"
 )
 
@@ -35,6 +36,10 @@ type Env struct {
 	// Mount mounts the target device dev on dir and returns how to unmount
 	// it; kdumpinit passes Mount, tests a fake.
 	Mount func(dev, dir, fstype, opts string) (unmount func() error, err error)
+	// Keys are the volume keys unlocking kept, which the dump is scrubbed
+	// of (unless cfg.Dump.KeepKeys). Run wipes them once the vmcore is
+	// written; their owner wipes them on the paths that do not get there.
+	Keys *scrub.Keys
 }
 
 // Mount mounts with mount(2). Its unmount flushes every filesystem first, so
@@ -122,7 +127,7 @@ func Run(ctx context.Context, cfg *config.Init, env Env) (res *Result, err error
 	rel := filepath.Join(cfg.Path, filepath.Base(dir))
 	env.Log.Printf("writing dump to %s", rel)
 
-	n, took, err := writeDump(core, cfg.Dump, env, dir)
+	n, took, err := writeDump(core, cfg, env, dir)
 	if err != nil {
 		return nil, step("write vmcore", err)
 	}
@@ -140,8 +145,10 @@ const maxUnreadableLogged = 10
 const dmesgLimit = 60 * time.Second
 
 // writeDump writes the kernel log first, so that it survives even if the
-// dump does not, then the filtered, compressed dump.
-func writeDump(core *vmcore.Core, d config.Dump, env Env, dir string) (int64, time.Duration, error) {
+// dump does not, then the filtered, compressed dump, scrubbed of the
+// volume keys, and with volumes scrub.txt.
+func writeDump(core *vmcore.Core, cfg *config.Init, env Env, dir string) (int64, time.Duration, error) {
+	d := cfg.Dump
 	start := time.Now()
 	err := dumpdir.WriteFile(dir, "vmcore-dmesg.txt", func(f *os.File) error {
 		return collector.Dmesg(core, f, collector.DmesgOptions{Kick: env.Kick, Limit: dmesgLimit})
@@ -174,12 +181,20 @@ func writeDump(core *vmcore.Core, d config.Dump, env Env, dir string) (int64, ti
 			}
 		},
 	}
+	sc, info := newScrubber(d, len(cfg.Volumes), env)
+	o.Scrub = sc
 	var res *collector.Result
 	err = dumpdir.WriteFile(dir, "vmcore", func(f *os.File) error {
 		var err error
 		res, err = collector.Write(core, f, o)
 		return err
 	})
+	// The keys are needed no longer, whatever happened.
+	sc.Wipe()
+	env.Keys.Wipe()
+	if len(cfg.Volumes) > 0 {
+		reportScrub(env, dir, d, len(cfg.Volumes), info, res)
+	}
 	if res != nil {
 		for _, w := range res.Warnings {
 			env.Log.Printf("warning: %s", w)

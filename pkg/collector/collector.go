@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ukdump/ukdump/pkg/diskdump"
+	"github.com/ukdump/ukdump/pkg/scrub"
 	"github.com/ukdump/ukdump/pkg/vmcore"
 	"github.com/ukdump/ukdump/pkg/vmcore/printk"
 )
@@ -32,6 +33,10 @@ type Options struct {
 	// Unreadable, if set, is told of each page that could not be read; the
 	// dump records it as missing (Stats.Missing) and goes on.
 	Unreadable func(pfn uint64, err error)
+	// Scrub, if set, overwrites the volume keys it knows in every page
+	// before the page is compressed and written, in either format (see
+	// package scrub); Result.Scrubbed counts what it found.
+	Scrub *scrub.Scrubber
 }
 
 // Progress is a snapshot of a dump being written.
@@ -76,16 +81,25 @@ type Result struct {
 	Writer diskdump.Stats
 	// Warnings are what VMCOREINFO lacked for the level: those pages were kept.
 	Warnings []string
+	// Scrubbed counts the secrets overwritten (Options.Scrub).
+	Scrubbed scrub.Counts
 	Took     time.Duration
 }
 
-// pageWriter is what the kdump and ELF writers share.
-type pageWriter interface {
-	SetBitmaps(diskdump.BitmapSource) error
+// pageSink is what copyPages writes pages to: a writer, or a scrubWriter
+// in front of one.
+type pageSink interface {
 	NextPFN() (uint64, bool)
 	WritePage(pfn uint64, data []byte) error
 	WriteMissing(pfn uint64) error
 	Stats() diskdump.Stats
+}
+
+// pageWriter is what the kdump and ELF writers share.
+type pageWriter interface {
+	pageSink
+	NextPFNAfter() (uint64, bool)
+	SetBitmaps(diskdump.BitmapSource) error
 	Close() error
 	Abort() error
 }
@@ -152,7 +166,23 @@ func Write(core *vmcore.Core, out io.WriterAt, o Options) (*Result, error) {
 		return nil, fmt.Errorf("collector: bitmaps: %w", err)
 	}
 	res := &Result{Stats: src.stats, Warnings: src.warnings}
-	if err := copyPages(core, w, o, src, start); err != nil {
+	var sink pageSink = w
+	var sw *scrubWriter
+	if o.Scrub != nil {
+		if sw, err = newScrubWriter(w, o.Scrub, core.PageSize()); err != nil {
+			w.Abort()
+			return nil, fmt.Errorf("collector: %w", err)
+		}
+		sink = sw
+	}
+	err = copyPages(core, sink, o, src, start)
+	if sw != nil {
+		if err == nil {
+			err = sw.st.Flush()
+		}
+		res.Scrubbed = sw.st.Counts()
+	}
+	if err != nil {
 		res.Writer = w.Stats()
 		if aerr := w.Abort(); aerr != nil {
 			return res, fmt.Errorf("collector: %w (and marking the dump incomplete failed: %v)", err, aerr)
@@ -168,7 +198,7 @@ func Write(core *vmcore.Core, out io.WriterAt, o Options) (*Result, error) {
 }
 
 // copyPages reads the dumpable pages in runs and hands them to w.
-func copyPages(core *vmcore.Core, w pageWriter, o Options, src *source, start time.Time) error {
+func copyPages(core *vmcore.Core, w pageSink, o Options, src *source, start time.Time) error {
 	ps := core.PageSize()
 	const run = 64
 	buf := make([]byte, run*ps)

@@ -32,6 +32,7 @@ import (
 //	dump_level 31                        pages left out: 1 zero, 2 cache, 4 private cache, 8 user, 16 free
 //	compression snappy                   per-page compression: snappy, lzo, zstd, zlib or none
 //	format kdump                         dump file format: kdump or elf
+//	scrub_keys yes                       overwrite the LUKS volume keys, their halves, salts and AES key schedules in the dump: yes or no
 //	core_collector makedumpfile -l -d 31 kdump.conf's collector line: -d level, -l lzo, -c zlib, -p snappy, -z zstd, -E elf
 //
 // Other directives of kdump.conf are refused with the reason (see refused).
@@ -175,6 +176,8 @@ func directives() []directive {
 		{"dump_level", "dump_level 31", "pages left out: 1 zero, 2 cache, 4 private cache, 8 user, 16 free", parsedArg(ParseLevel, func(c *File) *int { return &c.Dump.Level })},
 		{"compression", "compression snappy", "per-page compression: " + diskdump.CompressionNames(), parsedArg(diskdump.ParseCompression, func(c *File) *diskdump.Compression { return &c.Dump.Compression })},
 		{"format", "format kdump", "dump file format: " + diskdump.FormatNames(), parsedArg(diskdump.ParseFormat, func(c *File) *diskdump.Format { return &c.Dump.Format })},
+		{"scrub_keys", "scrub_keys yes", "overwrite the LUKS volume keys, their halves, salts and AES key schedules in the dump: yes or no",
+			parsedArg(parseNo, func(c *File) *bool { return &c.Dump.KeepKeys })},
 		{"core_collector", "core_collector makedumpfile -l -d 31", "kdump.conf's collector line: -d level, -l lzo, -c zlib, -p snappy, -z zstd, -E elf", setCollector},
 	}
 }
@@ -224,6 +227,17 @@ func someArgs(what string, set func(c *File, args []string)) func(*File, string,
 		set(c, args)
 		return nil
 	}
+}
+
+// parseNo reads yes or no, and is true for no.
+func parseNo(s string) (bool, error) {
+	switch s {
+	case "yes":
+		return false, nil
+	case "no":
+		return true, nil
+	}
+	return false, fmt.Errorf("%q is not yes or no", s)
 }
 
 func setTarget(c *File, fstype string, args []string) error {

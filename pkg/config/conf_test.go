@@ -27,6 +27,7 @@ key_transport initrd
 dump_level 17
 compression zstd
 format elf
+scrub_keys no
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -43,7 +44,7 @@ format elf
 	if got.Target != want.Target || got.Path != want.Path || got.FailureAction != want.FailureAction ||
 		got.FinalAction != want.FinalAction || strings.Join(got.ExtraModules, ",") != "nvme,ahci" ||
 		got.TargetTimeout != want.TargetTimeout || strings.Join(got.CmdlineAppend, " ") != "loglevel=7" ||
-		got.KeyTransport != Initrd || got.Dump != (Dump{Level: 17, Compression: diskdump.Zstd, Format: diskdump.ELFFormat}) {
+		got.KeyTransport != Initrd || got.Dump != (Dump{Level: 17, Compression: diskdump.Zstd, Format: diskdump.ELFFormat, KeepKeys: true}) {
 		t.Errorf("Parse = %+v, want %+v", *got, want)
 	}
 }
@@ -84,6 +85,7 @@ func TestParseErrors(t *testing.T) {
 		{"bad format", "ext4 /dev/vda\nformat sadump\n", `line 2: format: format "sadump" is not kdump or elf`},
 		{"collector", "ext4 /dev/vda\ncore_collector cp /proc/vmcore\n", "line 2: core_collector: only makedumpfile options"},
 		{"bad transport", "ext4 /dev/vda\nkey_transport carrier-pigeon\n", `line 2: key_transport: unknown transport "carrier-pigeon"`},
+		{"bad scrub", "ext4 /dev/vda\nscrub_keys maybe\n", `line 2: scrub_keys: "maybe" is not yes or no`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse(strings.NewReader(tc.conf))
@@ -223,6 +225,14 @@ func TestInitDumpJSON(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(`{"compression":"lz4"}`), &d); err == nil {
 		t.Error("unknown codec read")
+	}
+	// Scrubbing is the default, also for an Init that does not mention it.
+	if b, err := json.Marshal(Dump{Level: 31, KeepKeys: true}); err != nil || !strings.Contains(string(b), `"keep_keys":true`) {
+		t.Errorf("Marshal = %s, %v", b, err)
+	}
+	d = Dump{}
+	if err := json.Unmarshal([]byte(`{"level":1,"compression":"zstd","format":"kdump"}`), &d); err != nil || d.KeepKeys {
+		t.Errorf("without keep_keys: %+v, %v", d, err)
 	}
 }
 

@@ -113,6 +113,12 @@ type Dump struct {
 	Compression diskdump.Compression `json:"compression"`
 	// Format is the file format of the dump.
 	Format diskdump.Format `json:"format"`
+	// KeepKeys leaves the LUKS volume keys, and what the kernel derives
+	// from them, in the dump ("scrub_keys no"). By default kdumpinit
+	// overwrites them in every page it writes; the field says "keep"
+	// rather than "scrub" so that its zero value, also that of an Init
+	// from an older generator, scrubs.
+	KeepKeys bool `json:"keep_keys,omitempty"`
 }
 
 // Defaults of the core collector. Snappy is the default compression: on

@@ -87,6 +87,11 @@ type bitCursor struct {
 	loaded bool
 	ram    []byte
 	dump   []byte
+	// The last answer of nextDumpable, so that asking again (a writer's
+	// NextPFNAfter, then its WritePage) does not load an earlier chunk:
+	// a BitmapSource that computes chunks in order starts over for one.
+	memoFrom, memo uint64
+	memoOK         bool
 }
 
 func newBitCursor(src BitmapSource, maxPFN, chunkPFNs uint64) *bitCursor {
@@ -146,6 +151,18 @@ func (c *bitCursor) test(pfn uint64) (ram, dump bool, err error) {
 
 // nextDumpable returns the first dumpable pfn >= from, or maxPFN if none.
 func (c *bitCursor) nextDumpable(from uint64) (uint64, error) {
+	if c.memoOK && c.memoFrom == from {
+		return c.memo, nil
+	}
+	next, err := c.scanDumpable(from)
+	if err != nil {
+		return 0, err
+	}
+	c.memoFrom, c.memo, c.memoOK = from, next, true
+	return next, nil
+}
+
+func (c *bitCursor) scanDumpable(from uint64) (uint64, error) {
 	for from < c.maxPFN {
 		if err := c.load(from); err != nil {
 			return 0, err
@@ -168,6 +185,17 @@ func (c *bitCursor) nextDumpable(from uint64) (uint64, error) {
 		from = c.start + c.chunk
 	}
 	return c.maxPFN, nil
+}
+
+// pfnAfter is NextPFNAfter of a writer at next. An error is dropped here:
+// the writer meets it again, from the memo-less call, when next is
+// written.
+func pfnAfter(c *bitCursor, next, maxPFN uint64) (uint64, bool) {
+	p, err := c.nextDumpable(next + 1)
+	if err != nil || p >= maxPFN {
+		return 0, false
+	}
+	return p, true
 }
 
 // popcount returns the number of set bits in b.

@@ -205,6 +205,15 @@ func (e *ELFWriter) NextPFN() (uint64, bool) {
 	return e.next, true
 }
 
+// NextPFNAfter returns the dumpable pfn after NextPFN's; see
+// Writer.NextPFNAfter.
+func (e *ELFWriter) NextPFNAfter() (uint64, bool) {
+	if e.state != stateBitmaps || e.err != nil || e.next >= e.h.MaxPFN {
+		return 0, false
+	}
+	return pfnAfter(e.cur, e.next, e.h.MaxPFN)
+}
+
 // Stats returns the counters so far (RawPages counts stored non-zero pages).
 func (e *ELFWriter) Stats() Stats { return e.stats }
 

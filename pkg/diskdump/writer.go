@@ -189,6 +189,16 @@ func (w *Writer) NextPFN() (uint64, bool) {
 	return w.next, true
 }
 
+// NextPFNAfter returns the dumpable pfn after NextPFN's, for a caller that
+// holds a page back until it has seen the next one; false when NextPFN's
+// page is the last (or on an error, which WritePage then returns).
+func (w *Writer) NextPFNAfter() (uint64, bool) {
+	if w.state != stateBitmaps || w.err != nil || w.next >= w.h.MaxPFN {
+		return 0, false
+	}
+	return pfnAfter(w.cur, w.next, w.h.MaxPFN)
+}
+
 // Stats returns the counters so far.
 func (w *Writer) Stats() Stats { return w.stats }
 

@@ -3,7 +3,8 @@
 // key against its header's digest (PBKDF2, never the keyslot KDF, which
 // needs more memory than a crash kernel has), builds the dm-crypt table
 // itself and creates the mapping. No key byte is logged, and every copy is
-// wiped once the kernel holds the key.
+// wiped once the kernel holds the key, except the one handed to Env.Keep
+// for scrubbing the dump, which its owner wipes.
 package unlock
 
 import (
@@ -21,6 +22,7 @@ import (
 	"github.com/ukdump/ukdump/pkg/keys"
 	"github.com/ukdump/ukdump/pkg/kmsg"
 	"github.com/ukdump/ukdump/pkg/luks"
+	"github.com/ukdump/ukdump/pkg/scrub"
 )
 
 // Env is what unlocking touches of the crash kernel's system.
@@ -28,6 +30,10 @@ type Env struct {
 	Log     *kmsg.Logger
 	Sys     blockdev.Sys
 	CrashDM keys.CrashDM
+	// Keep, if not nil, receives a copy of each key once it has opened
+	// its header's digest, with the cipher spec of the volume, so that
+	// the dump can be scrubbed of it; its owner wipes it.
+	Keep *scrub.Keys
 }
 
 // Opened are the mappings Open made; Close removes them, last first.
@@ -146,17 +152,11 @@ func open(ctx context.Context, v config.Volume, timeout time.Duration, env Env) 
 		return fmt.Errorf("refusing to map %s: %w", dev.Path, err)
 	}
 
-	key, err := obtain(v)
+	key, err := checked(v, h, table.Cipher, dev.Path, env)
 	if err != nil {
 		return err
 	}
 	defer keys.Wipe(key)
-	start := time.Now()
-	err = h.VerifyKey(key)
-	env.Log.Printf("digest check of the %s key for %s took %d ms", v.Transport, v.UUID, time.Since(start).Milliseconds())
-	if err != nil {
-		return fmt.Errorf("the handed-over key does not open %s, refusing to map it: %w", dev.Path, err)
-	}
 
 	// dm-crypt takes the key from the keyring by name, so the table (and
 	// every buffer that carries it) holds no key bytes.
@@ -188,6 +188,26 @@ func open(ctx context.Context, v config.Volume, timeout time.Duration, env Env) 
 	}
 	env.Log.Printf("opened LUKS%d %s on %s as %s (%s, %d-bit key)", h.Version, v.UUID, dev.Path, node, table.Cipher, len(key)*8)
 	return nil
+}
+
+// checked obtains the handed-over key of v, on device path with header h,
+// and checks it against the header's digest. A key that opens it is
+// handed to env.Keep with the volume's cipher spec. The caller wipes the
+// key returned; a key that fails is wiped here.
+func checked(v config.Volume, h *luks.Header, cipher, path string, env Env) ([]byte, error) {
+	key, err := obtain(v)
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	err = h.VerifyKey(key)
+	env.Log.Printf("digest check of the %s key for %s took %d ms", v.Transport, v.UUID, time.Since(start).Milliseconds())
+	if err != nil {
+		keys.Wipe(key)
+		return nil, fmt.Errorf("the handed-over key does not open %s, refusing to map it: %w", path, err)
+	}
+	env.Keep.Add(cipher, key)
+	return key, nil
 }
 
 // obtain fetches the handed-over key: the user key restored from

@@ -14,7 +14,9 @@ import (
 	"github.com/ukdump/ukdump/pkg/blockdev"
 	"github.com/ukdump/ukdump/pkg/config"
 	"github.com/ukdump/ukdump/pkg/kmsg"
+	"github.com/ukdump/ukdump/pkg/luks"
 	"github.com/ukdump/ukdump/pkg/luks/lukstest"
+	"github.com/ukdump/ukdump/pkg/scrub"
 )
 
 func TestObtainInitrdScrubsTheFile(t *testing.T) {
@@ -74,10 +76,10 @@ func TestOpenFailureScrubsEveryKey(t *testing.T) {
 	}
 }
 
-// TestOpenRefusesChangedHeader: a header that differs from the one the
-// first kernel checked (here: any other fingerprint) is refused before a
-// digest is computed with it, and the handed-over key is still scrubbed.
-func TestOpenRefusesChangedHeader(t *testing.T) {
+// luksVolume makes a fake system with a LUKS2 device vdb (cryptsetup's
+// format, aes-xts-plain64) and its key in an initramfs key file.
+func luksVolume(t *testing.T) (blockdev.Sys, config.Volume, []byte, *luks.Header) {
+	t.Helper()
 	dir := t.TempDir()
 	sys := blockdev.Sys{SysDir: filepath.Join(dir, "sys"), DevDir: filepath.Join(dir, "dev")}
 	for _, d := range []string{filepath.Join(sys.SysDir, "class", "block", "vdb"), sys.DevDir} {
@@ -93,9 +95,19 @@ func TestOpenRefusesChangedHeader(t *testing.T) {
 	if err := os.WriteFile(keyFile, key, 0o400); err != nil {
 		t.Fatal(err)
 	}
-	v := config.Volume{UUID: h.UUID, Name: "crypt", Transport: config.Initrd, KeyFile: keyFile,
-		Header: "sha256:" + strings.Repeat("0", 64)}
-	err := open(context.Background(), v, time.Second, Env{Log: kmsg.New(io.Discard, nil, "test"), Sys: sys})
+	v := config.Volume{UUID: h.UUID, Name: "crypt", Transport: config.Initrd, KeyFile: keyFile, Header: h.Fingerprint()}
+	return sys, v, key, h
+}
+
+// TestOpenRefusesChangedHeader: a header that differs from the one the
+// first kernel checked (here: any other fingerprint) is refused before a
+// digest is computed with it, and the handed-over key is still scrubbed.
+func TestOpenRefusesChangedHeader(t *testing.T) {
+	sys, v, _, _ := luksVolume(t)
+	v.Header = "sha256:" + strings.Repeat("0", 64)
+	keyFile := v.KeyFile
+	keep := &scrub.Keys{}
+	err := open(context.Background(), v, time.Second, Env{Log: kmsg.New(io.Discard, nil, "test"), Sys: sys, Keep: keep})
 	if err == nil || !strings.Contains(err.Error(), "changed since") {
 		t.Fatalf("open = %v, want a refusal of the changed header", err)
 	}
@@ -104,5 +116,52 @@ func TestOpenRefusesChangedHeader(t *testing.T) {
 	}
 	if _, err := os.Stat(keyFile); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("key file left behind: %v", err)
+	}
+	if keep.Len() != 0 {
+		t.Error("a key was kept for a refused header")
+	}
+}
+
+// TestCheckedKeepsTheKey: a key that opens its header is handed to
+// Env.Keep, a copy with the volume's cipher spec; a key that does not is
+// not kept, and no copy of either is left in the key file. (open itself
+// needs device-mapper, which a unit test must not touch.)
+func TestCheckedKeepsTheKey(t *testing.T) {
+	_, v, key, h := luksVolume(t)
+	keep := &scrub.Keys{}
+	env := Env{Log: kmsg.New(io.Discard, nil, "test"), Keep: keep}
+	got, err := checked(v, h, "aes-xts-plain64", "/dev/vdb", env)
+	if err != nil || !bytes.Equal(got, key) {
+		t.Fatalf("checked = %v", err)
+	}
+	kept := keep.Volumes()
+	if len(kept) != 1 || kept[0].Cipher != "aes-xts-plain64" || !bytes.Equal(kept[0].Key, key) || &kept[0].Key[0] == &got[0] {
+		t.Fatalf("kept %d keys, not a copy of the key with its cipher", len(kept))
+	}
+	if _, err := os.Stat(v.KeyFile); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("key file left behind: %v", err)
+	}
+	// A wrong key: refused and not kept.
+	wrong := bytes.Clone(key)
+	wrong[0] ^= 1
+	if err := os.WriteFile(v.KeyFile, wrong, 0o400); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := checked(v, h, "aes-xts-plain64", "/dev/vdb", env); err == nil || !strings.Contains(err.Error(), "does not open /dev/vdb") {
+		t.Errorf("wrong key: %v", err)
+	}
+	if keep.Len() != 1 {
+		t.Errorf("%d keys kept after a wrong one", keep.Len())
+	}
+	// Without Keep, nothing is kept (scrub_keys no).
+	if err := os.WriteFile(v.KeyFile, key, 0o400); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := checked(v, h, "aes-xts-plain64", "/dev/vdb", Env{Log: env.Log}); err != nil || keep.Len() != 1 {
+		t.Fatalf("without Keep: %v, %d keys kept", err, keep.Len())
+	}
+	keep.Wipe()
+	if !bytes.Equal(kept[0].Key, make([]byte, len(key))) {
+		t.Error("Wipe left the kept key")
 	}
 }
