@@ -128,6 +128,7 @@ func TestInstallEncryptedLVM(t *testing.T) {
 	s.waitLine(`sysrq: Trigger a crash`, 2*time.Minute)
 	done := s.waitLine(`kdumpinit: dump complete`, 10*time.Minute)
 	fmt.Fprintf(report, "\ncrash to dump complete: %.0f s (%s)\n", time.Since(crashAt).Seconds(), done)
+	boots++ // the crash kernel's reboot
 	unlock(s)
 	st = s.run("ukdump status")
 	fmt.Fprintf(report, "\n$ ukdump status   (after the crash and reboot)\n%s", st)
@@ -135,7 +136,7 @@ func TestInstallEncryptedLVM(t *testing.T) {
 
 	// 4. The host decrypts the volume with the key cryptsetup gives for
 	// the passphrase, finds the root LV with lvm2, and checks the dump.
-	plain := decryptImage(t, disk, img.Passphrase, filepath.Join(dir, "pv.img"))
+	plain, vol := decryptImage(t, disk, img.Passphrase, filepath.Join(dir, "pv.img"))
 	rootfs := extractLV(t, plain, "vg0", "root", filepath.Join(dir, "root.img"))
 	out := filepath.Join(dir, "dump")
 	extract(t, rootfs, "/var/crash", out)
@@ -144,13 +145,14 @@ func TestInstallEncryptedLVM(t *testing.T) {
 		t.Fatalf("want one complete dump under /var/crash on vg0/root, have %v", dumps)
 	}
 	checkRealDump(t, dumps[0], img.Release, marker)
+	checkScrubbed(t, dir, s.vm.Console(), dumps[0], true, vol)
 	os.WriteFile(filepath.Join(dir, "report.txt"), []byte(report.String()), 0o644)
 	t.Logf("report:\n%s", report)
 }
 
 // decryptImage writes the data segment of the LUKS image, decrypted with
 // the volume key that cryptsetup gives for the passphrase, to out.
-func decryptImage(t *testing.T, image, passphrase, out string) string {
+func decryptImage(t *testing.T, image, passphrase, out string) (string, luksVolume) {
 	t.Helper()
 	key, err := lukstest.DumpVolumeKey(lukstest.Cryptsetup(t), image, passphrase)
 	if err != nil {
@@ -168,7 +170,7 @@ func decryptImage(t *testing.T, image, passphrase, out string) string {
 	if err := lukstest.Decrypt(image, h, key, f); err != nil {
 		t.Fatal(err)
 	}
-	return out
+	return out, luksVolume{Name: "vda_crypt", Image: image, Key: key, Header: h}
 }
 
 // extractLV copies a linear logical volume out of a PV image, locating it

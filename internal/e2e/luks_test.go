@@ -136,13 +136,15 @@ type luksResult struct {
 	Dir, Marker string
 	Volume      luksVolume
 	Cycle       cycle
+	// Scrubbed is false when the case's configuration has scrub_keys no.
+	Scrubbed bool
 }
 
 // runLUKS formats the volume with cryptsetup, fills it with an ext4 image,
 // and runs a cycle whose first system opens it as Mode says.
 func runLUKS(t *testing.T, lc luksCase) luksResult {
 	t.Helper()
-	r := luksResult{Dir: outDir(t), Marker: randomHex(8)}
+	r := luksResult{Dir: outDir(t), Marker: randomHex(8), Scrubbed: !strings.Contains(lc.Conf, "scrub_keys no")}
 	fsUUID := newUUID()
 	plain := plainExt4(t, r.Dir, fsUUID, int64(lc.FSMiB)<<20)
 	r.Volume = formatLUKS(t, r.Dir, "crashdisk", int64(lc.FSMiB+20)<<20, lc.Format, plain)
@@ -170,6 +172,7 @@ func checkLUKSDump(t *testing.T, r luksResult, target string) {
 	v, c := r.Volume, r.Cycle
 	vmcore, loaded, dmesg := verifyDump(t, r.Dir, decrypt(t, v, filepath.Join(r.Dir, "decrypted.img")), c, r.Marker)
 	checkNoKeys(t, r.Dir, c, v)
+	checkScrubbed(t, r.Dir, c.Crash, vmcore, r.Scrubbed, v)
 	writeReport(t, r.Dir, c, vmcore, loaded, dmesg, target)
 }
 
@@ -203,7 +206,9 @@ func TestLUKSKernel(t *testing.T) {
 	t.Parallel()
 	requireTools(t, append(hostTools, "cryptsetup")...)
 	r := runLUKS(t, luksCase{Kernel: crashDMKernel(t), FSMiB: 600, Format: lukstest.Options{PBKDF: "argon2id"},
-		Mode: "keyring", Conf: "key_transport kernel\n", Params: "ukdump.wrongkey=1 ukdump.reuse=1", Timeout: 6 * time.Minute})
+		// The control of the key scrub: with scrub_keys no, the search
+		// that finds nothing in the other cases must find the key.
+		Mode: "keyring", Conf: "key_transport kernel\nscrub_keys no\n", Params: "ukdump.wrongkey=1 ukdump.reuse=1", Timeout: 6 * time.Minute})
 	uuid := r.Volume.Header.UUID
 	wantLines(t, r.Cycle.First, "first kernel",
 		"FIRSTINIT CHECK wrong-key PASS",
@@ -254,6 +259,7 @@ func TestLUKSTwoVolumes(t *testing.T) {
 	vmcore, loaded, dmesg := verifyDump(t, dir, decrypt(t, innerV, filepath.Join(dir, "decrypted.img")), c, marker)
 	saveVmcore(t, vmcore, "crashdm-7.3.vmcore")
 	checkNoKeys(t, dir, c, inner, outer)
+	checkScrubbed(t, dir, c.Crash, vmcore, true, inner, outer)
 	writeReport(t, dir, c, vmcore, loaded, dmesg, "ext4 on LUKS2 on LUKS1, both keys handed over by the kernel")
 }
 
