@@ -5,7 +5,7 @@ STATICCHECK := $(shell command -v staticcheck 2>/dev/null || echo $(GOBIN)/stati
 BUILD    := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w"
 DEMO_OUT ?= $(CURDIR)/out/demo
 
-.PHONY: all build deps hooks lint test unit e2e demo bench clean install uninstall deb deb-check
+.PHONY: all build deps hooks lint test unit e2e demo bench bench-file bench-crash clean install uninstall deb deb-check
 
 all: build
 
@@ -55,14 +55,31 @@ demo: deps
 	UKDUMP_E2E=1 UKDUMP_E2E_OUT=$(DEMO_OUT) $(GO) test -count=1 -timeout 20m -run '$(DEMO_CASE)$$' ./internal/e2e/
 	@echo; echo "== ukdump demo: artifacts in $(DEMO_OUT)/$(DEMO_CASE)"; cat $(DEMO_OUT)/$(DEMO_CASE)/report.txt
 
-# ukdump convert against makedumpfile on a realistic vmcore: a 1.25 GiB
-# guest with page cache, anonymous memory of mixed content and free memory,
-# made once by a real crash in QEMU and kept outside the repository.
+# ukdump against makedumpfile, in two modes. bench-crash: one QEMU crash of
+# a guest of BENCH_MEM MiB (page cache, anonymous memory of mixed content,
+# free memory) whose crash kernel (BENCH_CPUS CPUs) runs makedumpfile -l and
+# ukdump's collector on the same /proc/vmcore, alternating, BENCH_REPS times
+# each; its lines "bench:" and "bench-smp:" are the figures that count.
+# bench-file: "ukdump convert" and makedumpfile on a host file, the ELF
+# vmcore of a 1.25 GiB guest made once by a real crash in QEMU and kept
+# outside the repository.
 BENCH_VMCORE ?= $(HOME)/.cache/ukdump/vmcores/bench-1280M.vmcore
 BENCH_REPS ?= 5
-bench: deps build
+BENCH_MEM ?= 4096
+BENCH_CPUS ?= 2
+BENCH_CRASH_DIR ?= $(HOME)/.cache/ukdump/bench/crash-$(BENCH_MEM)M-$(BENCH_CPUS)cpu
+bench: bench-crash bench-file
+
+bench-file: deps build
 	UKDUMP_E2E=1 UKDUMP_BENCH_VMCORE=$(BENCH_VMCORE) $(GO) test -count=1 -timeout 20m -run 'TestBenchVmcore$$' ./internal/e2e/ >/dev/null
 	$(GO) run ./internal/e2e/bench -vmcore $(BENCH_VMCORE) -ukdump bin/ukdump -reps $(BENCH_REPS)
+
+bench-crash: deps
+	@mkdir -p $(BENCH_CRASH_DIR)
+	UKDUMP_E2E=1 UKDUMP_BENCH_CRASH=$(BENCH_CRASH_DIR) UKDUMP_BENCH_MEM=$(BENCH_MEM) UKDUMP_BENCH_CPUS=$(BENCH_CPUS) \
+		UKDUMP_BENCH_REPS=$(BENCH_REPS) $(GO) test -count=1 -timeout 90m -v -run 'TestBenchCrash$$' ./internal/e2e/ \
+		>$(BENCH_CRASH_DIR)/test.log 2>&1 || { tail -40 $(BENCH_CRASH_DIR)/test.log; exit 1; }
+	$(GO) run ./internal/e2e/bench -crash $(BENCH_CRASH_DIR)
 
 # Installation, for any distribution: make install DESTDIR=... PREFIX=...
 # /etc and the directories of systemd, udev and kernel-install do not follow

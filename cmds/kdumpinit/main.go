@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime"
 	"runtime/debug"
 	"time"
 
@@ -28,7 +27,7 @@ import (
 )
 
 func main() {
-	tuneRuntime()
+	capture.TuneRuntime(1)
 	mountErr := mountPseudoFS()
 	var kmsgFile *os.File
 	if f, err := os.OpenFile("/dev/kmsg", os.O_WRONLY, 0); err == nil {
@@ -151,15 +150,6 @@ func activateLVs(ctx context.Context, log *kmsg.Logger, cfg *config.Init, sys bl
 		kick()
 	}
 	return m, nil
-}
-
-// tuneRuntime fits the Go runtime to a crash kernel that runs on one CPU
-// with a few tens of MiB to spare: collect early and often rather than let
-// the heap grow, since the dump itself streams through a fixed buffer.
-func tuneRuntime() {
-	runtime.GOMAXPROCS(1)
-	debug.SetGCPercent(20)
-	debug.SetMemoryLimit(24 << 20)
 }
 
 func mountPseudoFS() error {

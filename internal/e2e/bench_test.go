@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -25,18 +26,7 @@ func TestBenchVmcore(t *testing.T) {
 	requireTools(t, hostTools...)
 	k := testKernel(t)
 	dir := outDir(t)
-	src := filepath.Join(dir, "root")
-	if err := os.MkdirAll(filepath.Join(src, "bench"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	writeMixedFile(t, filepath.Join(src, "bench", "pagecache.bin"), 384<<20)
-	uuid := newUUID()
-	disk := filepath.Join(dir, "disk.img")
-	out, err := exec.Command("mkfs.ext4", "-q", "-F", "-U", uuid, "-d", src, disk, "2600M").CombinedOutput()
-	if err != nil {
-		t.Fatalf("mkfs.ext4: %v\n%s", err, out)
-	}
-	os.RemoveAll(src)
+	disk, uuid := fillDisk(t, dir, 384, 2600)
 	marker := randomHex(8)
 	c := runCycle(t, dir, cycleOptions{
 		Kernel:      k,
@@ -57,6 +47,25 @@ func TestBenchVmcore(t *testing.T) {
 	}
 	os.Remove(disk)
 	t.Logf("benchmark vmcore: %s", dst)
+}
+
+// fillDisk makes the disk the guest fills its page cache from: ext4 of
+// diskMiB holding bench/pagecache.bin, cacheMiB of mixed content.
+func fillDisk(t *testing.T, dir string, cacheMiB, diskMiB int) (disk, uuid string) {
+	t.Helper()
+	src := filepath.Join(dir, "root")
+	if err := os.MkdirAll(filepath.Join(src, "bench"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeMixedFile(t, filepath.Join(src, "bench", "pagecache.bin"), int64(cacheMiB)<<20)
+	uuid = newUUID()
+	disk = filepath.Join(dir, "disk.img")
+	out, err := exec.Command("mkfs.ext4", "-q", "-F", "-U", uuid, "-d", src, disk, fmt.Sprintf("%dM", diskMiB)).CombinedOutput()
+	if err != nil {
+		t.Fatalf("mkfs.ext4: %v\n%s", err, out)
+	}
+	os.RemoveAll(src)
+	return disk, uuid
 }
 
 // benchConf makes kdumpinit keep the whole memory as ELF.

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/rand"
 	"debug/elf"
@@ -159,56 +158,23 @@ func makeExt4(t *testing.T, name, uuid string, sizeMiB int) {
 // (without modules.dep, as a Debian package ships them) and ukdump.conf.
 func firstInitramfs(t *testing.T, k kernel, binDir string, files map[string]string, out string, modules ...string) {
 	t.Helper()
-	var recs []cpio.Record
-	add := func(r cpio.Record) {
-		r = cpio.MakeReproducible(r)
-		r.Ino = uint64(len(recs) + 1)
-		recs = append(recs, r)
-	}
-	dirs := map[string]bool{}
-	addDirs := func(p string) {
-		var parts []string
-		for d := filepath.Dir(p); d != "." && !dirs[d]; d = filepath.Dir(d) {
-			parts = append(parts, d)
-			dirs[d] = true
-		}
-		for i := len(parts) - 1; i >= 0; i-- {
-			add(cpio.Directory(parts[i], 0o755))
-		}
-	}
-	addFile := func(name, src string, perm uint64) {
-		b, err := os.ReadFile(src)
-		if err != nil {
-			t.Fatal(err)
-		}
-		addDirs(name)
-		add(cpio.StaticRecord(b, cpio.Info{Name: name, Mode: cpio.S_IFREG | perm}))
-	}
-	addDirs("dev/x")
-	add(cpio.CharDev("dev/console", 0o600, 5, 1))
-	addFile("init", filepath.Join(binDir, "firstinit"), 0o755)
-	addFile("usr/bin/ukdump", filepath.Join(binDir, "ukdump"), 0o755)
-	addFile("usr/lib/ukdump/kdumpinit", filepath.Join(binDir, "kdumpinit"), 0o755)
-	addFile("boot/vmlinuz-"+k.Release, k.Image, 0o644)
+	a := newArchive()
+	a.addDirs("dev/x")
+	a.add(cpio.CharDev("dev/console", 0o600, 5, 1))
+	a.addFile(t, "init", filepath.Join(binDir, "firstinit"), 0o755)
+	a.addFile(t, "usr/bin/ukdump", filepath.Join(binDir, "ukdump"), 0o755)
+	a.addFile(t, "usr/lib/ukdump/kdumpinit", filepath.Join(binDir, "kdumpinit"), 0o755)
+	a.addFile(t, "boot/vmlinuz-"+k.Release, k.Image, 0o644)
 	if k.ModDir != "" {
-		addFile("boot/config-"+k.Release, filepath.Join(k.Root, "boot", "config-"+k.Release), 0o644)
+		a.addFile(t, "boot/config-"+k.Release, filepath.Join(k.Root, "boot", "config-"+k.Release), 0o644)
 		modRoot := "lib/modules/" + k.Release
-		addFile(modRoot+"/modules.builtin", filepath.Join(k.ModDir, "modules.builtin"), 0o644)
-		tree, err := kmod.Open(k.ModDir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		mods, err := tree.Resolve(modules...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sort.Slice(mods, func(i, j int) bool { return mods[i].Path < mods[j].Path })
-		for _, m := range mods {
+		a.addFile(t, modRoot+"/modules.builtin", filepath.Join(k.ModDir, "modules.builtin"), 0o644)
+		for _, m := range resolveModules(t, k, modules) {
 			rel, err := filepath.Rel(k.ModDir, m.Path)
 			if err != nil {
 				t.Fatal(err)
 			}
-			addFile(filepath.Join(modRoot, rel), m.Path, 0o644)
+			a.addFile(t, filepath.Join(modRoot, rel), m.Path, 0o644)
 		}
 	}
 	names := make([]string, 0, len(files))
@@ -217,25 +183,24 @@ func firstInitramfs(t *testing.T, k kernel, binDir string, files map[string]stri
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		addDirs(name)
-		add(cpio.StaticFile(name, files[name], 0o644))
+		a.addBytes(name, []byte(files[name]), 0o644)
 	}
+	a.write(t, out)
+}
 
-	var raw bytes.Buffer
-	w := cpio.Newc.Writer(&raw)
-	if err := cpio.WriteRecords(w, recs); err != nil {
+// resolveModules returns the closure of modules in k's tree, sorted by path.
+func resolveModules(t *testing.T, k kernel, modules []string) []kmod.Module {
+	t.Helper()
+	tree, err := kmod.Open(k.ModDir)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cpio.WriteTrailer(w); err != nil {
+	mods, err := tree.Resolve(modules...)
+	if err != nil {
 		t.Fatal(err)
 	}
-	var gz bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&gz, gzip.BestSpeed)
-	zw.Write(raw.Bytes())
-	zw.Close()
-	if err := os.WriteFile(out, gz.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	sort.Slice(mods, func(i, j int) bool { return mods[i].Path < mods[j].Path })
+	return mods
 }
 
 // cycle is one first boot, crash and crash-kernel run.
@@ -252,6 +217,7 @@ type cycleOptions struct {
 	Files       map[string]string
 	Disks       []string
 	MemoryMiB   int
+	CPUs        int
 	CrashKernel string
 	Params      string
 	Timeout     time.Duration
@@ -280,6 +246,7 @@ func runCycle(t *testing.T, dir string, o cycleOptions) cycle {
 		Initrd:    initrd,
 		Cmdline:   "console=ttyS0 panic=5 crashkernel=" + o.CrashKernel + " " + o.Params,
 		MemoryMiB: o.MemoryMiB,
+		CPUs:      o.CPUs,
 		Disks:     o.Disks,
 		Timeout:   o.Timeout,
 		Console:   logf,

@@ -37,7 +37,15 @@ func main() {
 	reps := flag.Int("reps", 5, "repetitions per tool")
 	level := flag.Int("d", 31, "dump level")
 	work := flag.String("work", os.TempDir(), "directory for the outputs")
+	crashDir := flag.String("crash", "", "print the crash-kernel benchmark TestBenchCrash left in this directory")
 	flag.Parse()
+	if *crashDir != "" {
+		if err := crash(*crashDir); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*vmcore, *ukdump, *work, *reps, *level); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -87,7 +95,7 @@ func run(vmcore, ukdump, work string, reps, level int) error {
 		fmt.Printf("%-22s %10.3f %12.1f %12.1f\n", t.name, m.wall.Seconds(), float64(m.size)/(1<<20), float64(m.rss)/1024)
 	}
 	ours, ref := medians["ukdump -c snappy"], medians["makedumpfile -l"]
-	fmt.Printf("\nbench: time_ratio=%.2f size_ratio=%.2f rss_ratio=%.2f\n",
+	fmt.Printf("\nbench-file: time_ratio=%.2f size_ratio=%.2f rss_ratio=%.2f\n",
 		ours.wall.Seconds()/ref.wall.Seconds(), float64(ours.size)/float64(ref.size), float64(ours.rss)/float64(ref.rss))
 	return nil
 }

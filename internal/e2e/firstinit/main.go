@@ -11,7 +11,10 @@
 //	                         wipe the target's superblock magic so the
 //	                         crash kernel never finds its UUID; "nokeys":
 //	                         after loading, reload the crash kernel
-//	                         without the volume keys
+//	                         without the volume keys; "bench": fill
+//	                         memory, load the benchmark's crash kernel
+//	                         (/bench/crash.img, ukdump.crashcpus=N CPUs)
+//	                         and crash
 //	ukdump.fill=1            fill memory before the crash (benchmark vmcore;
 //	                         ukdump.anon=MiB of anonymous memory)
 //	ukdump.wrongkey=1        first check that a wrong logon key is refused
@@ -79,6 +82,9 @@ func run() error {
 	target, err := mountTarget()
 	if err != nil {
 		return err
+	}
+	if params["ukdump.scenario"] == "bench" {
+		return benchCrash(params)
 	}
 
 	badInputChecks()

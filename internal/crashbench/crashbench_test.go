@@ -1,0 +1,41 @@
+package crashbench
+
+import "testing"
+
+func TestParseSummarize(t *testing.T) {
+	var console string
+	for i, w := range []float64{3, 1, 2} {
+		for _, r := range []Result{
+			{Kind: "result", Name: "makedumpfile -l", CPUs: 1, Rep: i, Wall: 2 * w, RSSKiB: 4000, Size: 100, Kept: 7},
+			{Kind: "result", Name: "makedumpfile -l", CPUs: 2, Rep: i, Wall: w + 10, RSSKiB: 4100, Size: 100, Kept: 7},
+			{Kind: "result", Name: "ukdump", CPUs: 1, Rep: i, Wall: w, User: 0.5, RSSKiB: 3000 + int64(i), Size: 90, Kept: 7},
+		} {
+			console += "[    1.0] noise\n" + Prefix + r.Line() + "\n"
+		}
+	}
+	console += Prefix + (Result{Kind: "extra", Name: "ukdump", CPUs: 1, Wall: 99}).Line() + "\n"
+	rs := Parse(console)
+	if len(rs) != 10 || rs[9].Kind != "extra" || rs[2].User != 0.5 {
+		t.Fatalf("parsed %d results: %+v", len(rs), rs)
+	}
+	s := Summarize(rs)
+	if len(s) != 3 {
+		t.Fatalf("%d summaries, want 3 (by name and CPUs): %+v", len(s), s)
+	}
+	want := []Summary{
+		{Name: "makedumpfile -l", CPUs: 1, Runs: 3, Wall: 4, RSSKiB: 4000, Size: 100, Kept: 7, WallMin: 2, WallMax: 6},
+		{Name: "makedumpfile -l", CPUs: 2, Runs: 3, Wall: 12, RSSKiB: 4100, Size: 100, Kept: 7, WallMin: 11, WallMax: 13},
+		{Name: "ukdump", CPUs: 1, Runs: 3, Wall: 2, User: 0.5, RSSKiB: 3001, Size: 90, Kept: 7, WallMin: 1, WallMax: 3},
+	}
+	for i := range want {
+		if s[i] != want[i] {
+			t.Errorf("summary %d:\n got %+v\nwant %+v", i, s[i], want[i])
+		}
+	}
+	if _, failed := Failed(console); failed {
+		t.Error("Failed on a console without failure")
+	}
+	if msg, failed := Failed(console + Prefix + "FAILED: boom\n"); !failed || msg != Prefix+"FAILED: boom\n" {
+		t.Errorf("Failed: %q %v", msg, failed)
+	}
+}
