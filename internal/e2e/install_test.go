@@ -38,7 +38,13 @@ func TestInstallDebian(t *testing.T) {
 	defer cancel()
 	report := &strings.Builder{}
 	start := time.Now()
-	s := bootSystem(t, ctx, img, disk, dir, "256M", 1024)
+	// UKDUMP_E2E_REALSYS_CRASHKERNEL changes the reservation, to find the
+	// smallest that works and compare it with ukdump estimate.
+	crashkernel := os.Getenv("UKDUMP_E2E_REALSYS_CRASHKERNEL")
+	if crashkernel == "" {
+		crashkernel = "256M"
+	}
+	s := bootSystem(t, ctx, img, disk, dir, crashkernel, 1024)
 	fmt.Fprintf(report, "first boot to shell: %.0f s\n", time.Since(start).Seconds())
 
 	// 1. Install as an administrator would.
