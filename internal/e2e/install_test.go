@@ -62,15 +62,8 @@ func TestInstallDebian(t *testing.T) {
 	fmt.Fprintf(report, "\n$ ukdump estimate\n%s", estimate)
 
 	// 2. Crash from the console, as an administrator would.
-	marker := "ukdump-install-marker-" + randomHex(8)
-	s.run("echo " + marker + " > /dev/kmsg")
-	crashAt := time.Now()
-	if err := s.sh.Type("echo c > /proc/sysrq-trigger"); err != nil {
-		t.Fatal(err)
-	}
-	s.waitLine(`sysrq: Trigger a crash`, 2*time.Minute)
-	done := s.waitLine(`kdumpinit: dump complete`, 10*time.Minute)
-	fmt.Fprintf(report, "\ncrash to dump complete: %.0f s (%s)\n", time.Since(crashAt).Seconds(), done)
+	marker, line := s.crash("install")
+	fmt.Fprintf(report, "\n%s\n", line)
 
 	// 3. The machine boots again, and the service loads by itself.
 	rebootAt := time.Now()
