@@ -92,14 +92,25 @@ func TestInstallDebian(t *testing.T) {
 	}
 	time.Sleep(1100 * time.Millisecond)
 	s.run("dpkg -i /root/kernel.deb")
-	if t2 := stateTime(); t2 == t0 {
+	t2 := stateTime()
+	if t2 == t0 {
 		t.Errorf("reinstalling the loaded kernel %s did not reload ukdump\n%s", img.Release,
 			s.run("journalctl -u ukdump.service --no-pager | tail -20"))
 	}
 	s.run("systemctl is-active ukdump.service")
+
+	// 5. CPU hotplug: udev's rule reloads (Linux 6.1 has no crash_hotplug,
+	// so the crash kernel's headers must be made again). udevadm trigger
+	// sends the "add" events a hot-added CPU would.
+	time.Sleep(1100 * time.Millisecond)
+	s.run("udevadm trigger --subsystem-match=cpu --action=add --settle")
+	s.run(`for i in $(seq 60); do [ "$(systemctl is-active ukdump.service)" = reloading ] || break; sleep 1; done`)
+	if t3 := stateTime(); t3 == t2 {
+		t.Errorf("a CPU add event did not reload ukdump\n%s", s.run("journalctl -u ukdump.service --no-pager | tail -20"))
+	}
 	s.poweroff()
 
-	// 5. The host takes the image apart and checks the dump.
+	// 6. The host takes the image apart and checks the dump.
 	out := filepath.Join(dir, "dump")
 	extract(t, disk, "/var/crash", out)
 	dumps, _ := filepath.Glob(filepath.Join(out, "crash", "ukdump-test-*", "vmcore"))
