@@ -121,10 +121,11 @@ for s in DEBIAN/postinst DEBIAN/prerm DEBIAN/postrm etc/kernel/postinst.d/ukdump
 	if sh -n "$x/$s"; then pass "sh -n $s"; else fail "sh -n $s"; fi
 done
 
-if grep -qx 'activate-noawait update-initramfs' "$x/DEBIAN/triggers"; then
-	pass "triggers: the initramfs is rebuilt on install and removal"
+if grep -q 'dpkg-trigger --no-await update-initramfs' "$x/DEBIAN/postinst" &&
+	grep -q 'dpkg-trigger --no-await update-initramfs' "$x/DEBIAN/postrm"; then
+	pass "the initramfs is rebuilt on install and removal where cryptroot opens volumes"
 else
-	fail "triggers: no update-initramfs trigger"
+	fail "postinst/postrm do not rebuild the initramfs"
 fi
 
 # The initramfs hook, run as mkinitramfs does on a fake DESTDIR whose
