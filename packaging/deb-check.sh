@@ -227,6 +227,8 @@ if [ "$(id -u)" = 0 ] && unshare -m true 2>/dev/null; then
 	hook_case "loaded release reinstalled: reload" "$reload" yes "$fake/all" "$deb_hook" 6.1.0-18-amd64 "$img"
 	hook_case "other release: nothing" "" yes "$fake/all" "$deb_hook" 6.1.0-19-amd64 "$img"
 	hook_case "image gone (postrm.d): nothing" "" yes "$fake/all" "$x/etc/kernel/postrm.d/ukdump" 6.1.0-18-amd64 "$tmp/gone"
+	DEB_MAINT_PARAMS="upgrade 6.1.76-1" hook_case "postrm.d of an upgrade: nothing (the postinst reloads)" "" yes "$fake/all" "$x/etc/kernel/postrm.d/ukdump" 6.1.0-18-amd64 "$img"
+	DEB_MAINT_PARAMS="configure 6.1.76-1" hook_case "postinst.d of a configure: reload" "$reload" yes "$fake/all" "$deb_hook" 6.1.0-18-amd64 "$img"
 	hook_case "no systemd: nothing" "" no "$fake/all" "$deb_hook" 6.1.0-18-amd64 "$img"
 	hook_case "reload fails: exit 0" "$reload" yes "$fake/broken" "$deb_hook" 6.1.0-18-amd64 "$img"
 	hook_case "ukdump not installed: nothing" "" yes "$fake/none" "$deb_hook" 6.1.0-18-amd64 "$img"
