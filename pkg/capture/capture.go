@@ -167,6 +167,9 @@ func writeDump(core *vmcore.Core, d config.Dump, env Env, dir string) (int64, ti
 				env.Kick()
 			}
 		},
+		// Warnings (pages kept because VMCOREINFO lacks something, or
+		// filtering impossible) come before the long write they explain.
+		Warn: func(w string) { env.Log.Printf("warning: %s", w) },
 		Unreadable: func(pfn uint64, err error) {
 			unreadable++
 			if unreadable <= maxUnreadableLogged {
@@ -181,9 +184,6 @@ func writeDump(core *vmcore.Core, d config.Dump, env Env, dir string) (int64, ti
 		return err
 	})
 	if res != nil {
-		for _, w := range res.Warnings {
-			env.Log.Printf("warning: %s", w)
-		}
 		env.Log.Printf("pages: %s; %d written, %d of them zero", res.Stats.String(), res.Writer.Written, res.Writer.ZeroPages)
 		if res.Writer.Missing > 0 {
 			env.Log.Printf("warning: %d pages could not be read; the dump records them as missing and is marked incomplete", res.Writer.Missing)
