@@ -541,9 +541,10 @@ func hungTaskSecs() int {
 func TestFaultDiskHangs(t *testing.T) {
 	t.Parallel()
 	hungTaskSecs := hungTaskSecs()
-	conf := bigDump
+	conf, how := bigDump, ", the kernel's default"
 	if hungTaskSecs != 120 {
 		conf += "cmdline_append sysctl.kernel.hung_task_timeout_secs=" + strconv.Itoa(hungTaskSecs) + "\n"
+		how = " via cmdline_append"
 	}
 	r := runFault(t, faultCase{DiskMiB: 512, NBD: true, Timeout: 8*time.Minute + 2*time.Duration(hungTaskSecs)*time.Second, Conf: conf,
 		Live: func(r *faultRun, vm *qemu.VM) {
@@ -578,7 +579,7 @@ func TestFaultDiskHangs(t *testing.T) {
 		Happened: fmt.Sprintf("task %sblocked > %d s, hung_task_panic, panic=10 reset", who, hungTaskSecs),
 		Kept:     kept + "; e2fsck: " + oneLine(replay) + ", then clean",
 		Reboot: fmt.Sprintf("%.1f s (crash kernel clock, from the last line before the hang; hung_task_timeout_secs=%d%s); host clock from the first unanswered request %.1f s",
-			d.Seconds(), hungTaskSecs, map[bool]string{true: ", the kernel's default", false: " via cmdline_append"}[hungTaskSecs == 120], host.Seconds())})
+			d.Seconds(), hungTaskSecs, how, host.Seconds())})
 }
 
 // TestFaultPowerLoss: the machine loses power at a random point of the
