@@ -239,19 +239,16 @@ func dumpCompression(t *testing.T, vmcore string) string {
 // kernel log equals the one written beside it.
 func checkKdump(t *testing.T, vmcore string, ram []ramRange, crash ramRange, c cycle) (loaded uint64) {
 	t.Helper()
-	out, err := exec.Command("crash", "--osrelease", vmcore).CombinedOutput()
 	rel := regexp.MustCompile(`Linux version (\S+)`).FindStringSubmatch(c.First)
-	if err != nil || rel == nil || strings.TrimSpace(string(out)) != rel[1] {
-		t.Errorf("crash --osrelease: %q, %v; want %v", out, err, rel)
+	if rel == nil {
+		t.Fatal("the first kernel printed no release")
 	}
+	checkRealDump(t, vmcore, rel[1], "")
 	d, err := diskdump.OpenFile(vmcore)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	if d.Incomplete() {
-		t.Error("dump marked incomplete")
-	}
 	var ramTotal uint64
 	for _, r := range ram {
 		ramTotal += r.End - r.Start + 1
@@ -263,15 +260,6 @@ func checkKdump(t *testing.T, vmcore string, ram []ramRange, crash ramRange, c c
 	}
 	if d.NumDumpable() == 0 || d.NumDumpable() >= d.NumRAM()/2 {
 		t.Errorf("%d of %d RAM pages dumped: want a filtered dump", d.NumDumpable(), d.NumRAM())
-	}
-	checkWithLibkdumpfile(t, vmcore, d)
-	var b strings.Builder
-	if err := collector.DmesgFile(vmcore, &b); err != nil {
-		t.Fatal(err)
-	}
-	beside, _ := os.ReadFile(filepath.Join(filepath.Dir(vmcore), "vmcore-dmesg.txt"))
-	if b.String() != string(beside) {
-		t.Error("the kernel log read from the dump differs from vmcore-dmesg.txt")
 	}
 	return d.NumDumpable() * uint64(d.Header().PageSize)
 }

@@ -27,20 +27,7 @@ type encryptedImage struct {
 func realDebianEncrypted(t *testing.T) encryptedImage {
 	t.Helper()
 	requireTools(t, "qemu-system-x86_64", "debootstrap", "cryptsetup", "pvcreate", "debugfs")
-	cmd := exec.Command("../../testdata/debian/build-encrypted.sh")
-	cmd.Stderr = os.Stderr
-	out, err := cmd.Output()
-	if err != nil {
-		need(t, "building the encrypted Debian 12 image: %v", err)
-	}
-	dir := strings.TrimSpace(string(out))
-	read := func(name string) string {
-		b, err := os.ReadFile(filepath.Join(dir, name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return strings.TrimSpace(string(b))
-	}
+	dir, read := imageDir(t, "build-encrypted.sh")
 	return encryptedImage{Dir: dir, Disk: filepath.Join(dir, "disk.img"), Boot: filepath.Join(dir, "boot.img"),
 		Kernel: filepath.Join(dir, "vmlinuz"), Initrd: filepath.Join(dir, "initrd.img"),
 		Release: read("release"), LUKSUUID: read("luks-uuid"), Passphrase: read("passphrase")}
@@ -119,15 +106,8 @@ func TestInstallEncryptedLVM(t *testing.T) {
 	}
 
 	// 3. Crash; the crash kernel unlocks, activates vg0, dumps to root.
-	marker := "ukdump-encrypted-marker-" + randomHex(8)
-	s.run("echo " + marker + " > /dev/kmsg")
-	crashAt := time.Now()
-	if err := s.sh.Type("echo c > /proc/sysrq-trigger"); err != nil {
-		t.Fatal(err)
-	}
-	s.waitLine(`sysrq: Trigger a crash`, 2*time.Minute)
-	done := s.waitLine(`kdumpinit: dump complete`, 10*time.Minute)
-	fmt.Fprintf(report, "\ncrash to dump complete: %.0f s (%s)\n", time.Since(crashAt).Seconds(), done)
+	marker, line := s.crash("encrypted")
+	fmt.Fprintf(report, "\n%s\n", line)
 	boots++ // the crash kernel's reboot
 	unlock(s)
 	st = s.run("ukdump status")
@@ -247,6 +227,6 @@ func checkRealDump(t *testing.T, vmcore, release, marker string) {
 	}
 	beside, _ := os.ReadFile(filepath.Join(filepath.Dir(vmcore), "vmcore-dmesg.txt"))
 	if !strings.Contains(log.String(), marker) || log.String() != string(beside) {
-		t.Errorf("the dump's kernel log lacks the marker %s or differs from vmcore-dmesg.txt", marker)
+		t.Errorf("the dump's kernel log lacks the marker %q or differs from vmcore-dmesg.txt", marker)
 	}
 }

@@ -25,20 +25,7 @@ type debianImage struct {
 func realDebian(t *testing.T) debianImage {
 	t.Helper()
 	requireTools(t, "qemu-system-x86_64", "debootstrap", "mkfs.ext4", "debugfs", "dpkg-deb")
-	cmd := exec.Command("../../testdata/debian/build-image.sh")
-	cmd.Stderr = os.Stderr
-	out, err := cmd.Output()
-	if err != nil {
-		need(t, "building the Debian 12 image: %v", err)
-	}
-	dir := strings.TrimSpace(string(out))
-	read := func(name string) string {
-		b, err := os.ReadFile(filepath.Join(dir, name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return strings.TrimSpace(string(b))
-	}
+	dir, read := imageDir(t, "build-image.sh")
 	return debianImage{
 		Dir: dir, Root: filepath.Join(dir, "root.img"), Kernel: filepath.Join(dir, "vmlinuz"),
 		Initrd: filepath.Join(dir, "initrd.img"), Release: read("release"), UUID: read("uuid"),
@@ -232,6 +219,42 @@ func (s *system) waitLine(re string, limit time.Duration) string {
 		s.t.Fatal(err)
 	}
 	return line
+}
+
+// crash writes a marker to the kernel log and crashes the machine from the
+// console, as an administrator would, and waits for the crash kernel's
+// dump; it returns the marker and a line for the report.
+func (s *system) crash(name string) (marker, line string) {
+	s.t.Helper()
+	marker = "ukdump-" + name + "-marker-" + randomHex(8)
+	s.run("echo " + marker + " > /dev/kmsg")
+	at := time.Now()
+	if err := s.sh.Type("echo c > /proc/sysrq-trigger"); err != nil {
+		s.t.Fatal(err)
+	}
+	s.waitLine(`sysrq: Trigger a crash`, 2*time.Minute)
+	done := s.waitLine(`kdumpinit: dump complete`, 10*time.Minute)
+	return marker, fmt.Sprintf("crash to dump complete: %.0f s (%s)", time.Since(at).Seconds(), done)
+}
+
+// imageDir runs an image recipe of testdata/debian and returns its output
+// directory and a reader of the small files in it.
+func imageDir(t *testing.T, script string) (string, func(name string) string) {
+	t.Helper()
+	cmd := exec.Command("../../testdata/debian/" + script)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		need(t, "building the image (%s): %v", script, err)
+	}
+	dir := strings.TrimSpace(string(out))
+	return dir, func(name string) string {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(string(b))
+	}
 }
 
 // waitPrompt waits for a prompt (text on a line not yet ended).
