@@ -45,13 +45,16 @@ type Core struct {
 	infoOff  int
 	infoSize int
 	pageSize int
+	mapper   *mapper // OpenMapped's; nil for Open and NewCore
 }
 
 // pfnRange is a half-open range of page frame numbers.
 type pfnRange struct{ start, end uint64 }
 
-// Open opens an ELF vmcore file such as /proc/vmcore.
-func Open(path string) (*Core, error) {
+// Open opens an ELF vmcore file such as /proc/vmcore, read with pread.
+func Open(path string) (*Core, error) { return open(path, false) }
+
+func open(path string, mapped bool) (*Core, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("vmcore: %w", err)
@@ -61,16 +64,28 @@ func Open(path string) (*Core, error) {
 		f.Close()
 		return nil, fmt.Errorf("vmcore: %w", err)
 	}
-	c, err := NewCore(f, fi.Size())
+	var m *mapper
+	var r io.ReaderAt = f
+	if mapped {
+		if m = newMapper(f, fi.Size()); m != nil {
+			r = m
+		}
+	}
+	c, err := NewCore(r, fi.Size())
 	if err != nil {
+		m.close()
 		f.Close()
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
+	c.mapper = m
 	c.closer = f
+	if m != nil {
+		c.closer = closeBoth{m, f}
+	}
 	return c, nil
 }
 
-// Close closes the file opened by Open; for NewCore it does nothing.
+// Close closes the file opened by Open or OpenMapped; for NewCore it does nothing.
 func (c *Core) Close() error {
 	if c.closer == nil {
 		return nil

@@ -16,16 +16,7 @@ func (c *Core) ReadPhys(buf []byte, paddr uint64) error {
 // readPhys reads physical memory; with lax, bytes in no segment read as zeros.
 func (c *Core) readPhys(buf []byte, paddr uint64, lax bool) error {
 	for len(buf) > 0 {
-		// Last segment starting at or before paddr that covers it; segments
-		// may overlap (the kernel text segment duplicates the direct map).
-		i := sort.Search(len(c.byPhys), func(i int) bool { return c.byPhys[i].PhysStart > paddr })
-		var seg *Segment
-		for j := i - 1; j >= 0; j-- {
-			if s := &c.byPhys[j]; paddr < s.PhysEnd() {
-				seg = s
-				break
-			}
-		}
+		i, seg := c.segment(paddr)
 		if seg == nil {
 			// Not covered: up to the next segment's start.
 			n := uint64(len(buf))
@@ -53,6 +44,25 @@ func (c *Core) readPhys(buf []byte, paddr uint64, lax bool) error {
 		buf, paddr = buf[n:], paddr+n
 	}
 	return nil
+}
+
+// segment returns the last segment starting at or before paddr that
+// covers it (segments may overlap: the kernel text segment duplicates the
+// direct map), or nil, and the index of the first segment after paddr.
+func (c *Core) segment(paddr uint64) (int, *Segment) {
+	i := sort.Search(len(c.byPhys), func(i int) bool { return c.byPhys[i].PhysStart > paddr })
+	for j := i - 1; j >= 0; j-- {
+		if s := &c.byPhys[j]; paddr < s.PhysEnd() {
+			return i, s
+		}
+	}
+	return i, nil
+}
+
+// segmentAt returns the segment that holds paddr, or nil.
+func (c *Core) segmentAt(paddr uint64) *Segment {
+	_, s := c.segment(paddr)
+	return s
 }
 
 // ReadPage reads page frame pfn into buf (len(buf) >= PageSize()). Parts of

@@ -1,0 +1,213 @@
+package vmcore
+
+import (
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+)
+
+// MapWindow is the size of one mapping of a vmcore opened with
+// OpenMapped: 4 MiB, as makedumpfile maps /proc/vmcore. The kernel fills
+// the page table of a window when it is mapped (1024 entries: 8 KiB of
+// kernel memory), so the size bounds kernel memory per window, and each
+// unmapping costs a TLB flush.
+const MapWindow = 4 << 20
+
+// mapReadWindows is how many windows ReadAt keeps: two, so that reads
+// that alternate between the struct pages and the page tables they are
+// reached through do not map and unmap at every turn.
+const mapReadWindows = 2
+
+// OpenMapped opens a vmcore like Open, but reads it through read-only
+// memory mappings of MapWindow bytes instead of pread, and lets MapPages
+// hand out page data without copying it. It is for /proc/vmcore in the
+// crash kernel: there each pread copies every page through a temporary
+// kernel mapping of the old memory (ioremap and unmap per page), while an
+// mmap maps the old memory itself, once per window; the old memory is not
+// page cache, so the mappings do not count in the process's RSS. On a host
+// file (ukdump convert), mapped pages of the page cache would count, and
+// pread costs little: use Open. When the file cannot be mapped, the Core
+// reads with pread.
+func OpenMapped(path string) (*Core, error) { return open(path, true) }
+
+type closeBoth struct {
+	m *mapper
+	f *os.File
+}
+
+func (c closeBoth) Close() error {
+	c.m.close()
+	return c.f.Close()
+}
+
+// Window is one mapping of a vmcore file, shared by the pages MapPages
+// handed out from it; it is unmapped when the last is released.
+type Window struct {
+	data []byte
+	off  int64 // file offset of data[0]
+	refs atomic.Int32
+	m    *mapper
+}
+
+// Release gives back one reference (a MapPages result). A Window may be
+// released from any goroutine.
+func (w *Window) Release() {
+	if w != nil && w.refs.Add(-1) == 0 {
+		w.m.unmap(w.data)
+	}
+}
+
+func (w *Window) holds(off, n int64) bool {
+	return w != nil && off >= w.off && off+n <= w.off+int64(len(w.data))
+}
+
+// mapper maps windows of a file: a few for ReadAt, which copies out of
+// them, and the current one of MapPages.
+type mapper struct {
+	fd   uintptr
+	size int64
+	mu   sync.Mutex
+	read [mapReadWindows]*Window // most recently used first
+	cur  *Window                 // MapPages' current window, referenced by the mapper
+	// err is the first mapping error and failed the number of
+	// mappings that failed: ReadAt then reads with pread and MapPages
+	// declines, until a later mapping succeeds (a failure can be
+	// passing: the kernel finds no memory for the page table).
+	err    error
+	failed int
+	f      *os.File
+}
+
+// window maps the MapWindow-aligned window holding off, or the part of it
+// within the file; the caller holds the one reference it starts with.
+func (m *mapper) window(off int64) (*Window, error) {
+	start := off - off%MapWindow
+	n := min(int64(MapWindow), m.size-start)
+	data, err := m.mmap(start, int(n))
+	if err != nil {
+		m.failed++
+		if m.err == nil {
+			m.err = fmt.Errorf("vmcore: mapping %d bytes at %#x: %w", n, start, err)
+		}
+		return nil, err
+	}
+	w := &Window{data: data, off: start, m: m}
+	w.refs.Store(1)
+	return w, nil
+}
+
+// ReadAt copies from the windows, mapping the one it needs in place of the
+// least recently used; what it cannot map it reads with pread.
+func (m *mapper) ReadAt(p []byte, off int64) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	done := 0
+	for done < len(p) {
+		at := off + int64(done)
+		if at >= m.size {
+			break
+		}
+		w := m.readWindow(at)
+		if w == nil {
+			break
+		}
+		done += copy(p[done:], w.data[at-w.off:])
+	}
+	if done < len(p) {
+		n, err := m.f.ReadAt(p[done:], off+int64(done))
+		return done + n, err
+	}
+	return done, nil
+}
+
+// readWindow returns a read window holding off, mapping it if need be;
+// nil when mapping failed.
+func (m *mapper) readWindow(off int64) *Window {
+	for i, w := range m.read {
+		if w.holds(off, 1) {
+			copy(m.read[1:i+1], m.read[:i])
+			m.read[0] = w
+			return w
+		}
+	}
+	w, err := m.window(off)
+	if err != nil {
+		return nil
+	}
+	m.read[len(m.read)-1].Release()
+	copy(m.read[1:], m.read[:len(m.read)-1])
+	m.read[0] = w
+	return w
+}
+
+// pages returns n bytes at file offset off from the current MapPages
+// window, moving it when they are not in it, with a reference for the
+// caller; nil when they span two windows or mapping failed.
+func (m *mapper) pages(off, n int64) ([]byte, *Window) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.cur.holds(off, n) {
+		w, err := m.window(off)
+		if err != nil {
+			return nil, nil
+		}
+		m.cur.Release()
+		m.cur = w
+		if !w.holds(off, n) {
+			return nil, nil
+		}
+	}
+	m.cur.refs.Add(1)
+	return m.cur.data[off-m.cur.off : off-m.cur.off+n], m.cur
+}
+
+// close drops the mapper's own references; windows still referenced by
+// pages handed out are unmapped when those are released.
+func (m *mapper) close() {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i, w := range m.read {
+		w.Release()
+		m.read[i] = nil
+	}
+	m.cur.Release()
+	m.cur = nil
+}
+
+// MapPages returns the data of the n page frames from pfn, read-only and
+// without copying, from a mapping of a Core opened with OpenMapped, and
+// the Window to Release when done with it. It declines (ok false; use
+// ReadPages) when the core is not mapped, when mapping failed, and when
+// the pages are not all whole in one window of the file.
+func (c *Core) MapPages(pfn uint64, n int) (data []byte, w *Window, ok bool) {
+	if c.mapper == nil || n <= 0 {
+		return nil, nil, false
+	}
+	ps := uint64(c.pageSize)
+	if pfn > (1<<64-1)/ps-uint64(n) {
+		return nil, nil, false
+	}
+	paddr, size := pfn*ps, uint64(n)*ps
+	seg := c.segmentAt(paddr)
+	if seg == nil || paddr < seg.PhysStart || paddr-seg.PhysStart+size > seg.FileSize {
+		return nil, nil, false
+	}
+	data, w = c.mapper.pages(int64(seg.FileOffset+paddr-seg.PhysStart), int64(size))
+	return data, w, data != nil
+}
+
+// MapErr returns how many mappings of a Core opened with OpenMapped
+// failed, and the first error: the parts they were for were read with
+// pread instead.
+func (c *Core) MapErr() (int, error) {
+	if c.mapper == nil {
+		return 0, nil
+	}
+	c.mapper.mu.Lock()
+	defer c.mapper.mu.Unlock()
+	return c.mapper.failed, c.mapper.err
+}
