@@ -47,7 +47,7 @@ func convert(in, out string, o convertOpts, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer core.Close()
-	f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	f, err := os.OpenFile(out, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err
 	}

@@ -35,11 +35,11 @@ func BenchmarkPageCompress(b *testing.B) {
 	v, pages := benchPages(b, 16384)
 	for _, c := range []Compression{Zlib, LZO, Snappy, Zstd} {
 		b.Run(c.String(), func(b *testing.B) {
-			enc, err := newPageEncoder(c, v.h.PageSize)
+			enc, err := NewPageEncoder(c, v.h.PageSize)
 			if err != nil {
 				b.Fatal(err)
 			}
-			defer enc.close()
+			defer enc.Close()
 			b.SetBytes(int64(v.h.PageSize))
 			var in, out int64
 			i := 0
@@ -62,7 +62,7 @@ func BenchmarkPageDecompress(b *testing.B) {
 	v, pages := benchPages(b, 4096)
 	for _, c := range []Compression{Zlib, LZO, Snappy, Zstd} {
 		b.Run(c.String(), func(b *testing.B) {
-			enc, err := newPageEncoder(c, v.h.PageSize)
+			enc, err := NewPageEncoder(c, v.h.PageSize)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -78,7 +78,7 @@ func BenchmarkPageDecompress(b *testing.B) {
 				}
 				comp = append(comp, cp{bytes.Clone(o), fl})
 			}
-			enc.close()
+			enc.Close()
 			var dec pageDecoder
 			defer dec.close()
 			dst := make([]byte, v.h.PageSize)

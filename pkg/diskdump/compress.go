@@ -11,19 +11,23 @@ import (
 	"github.com/klauspost/compress/zstd"
 )
 
-// pageEncoder compresses single pages with one codec. Not safe for
-// concurrent use.
-type pageEncoder struct {
+// PageEncoder compresses single pages with one codec, for a Writer: the
+// Writer has its own (WritePage); a caller that compresses pages on
+// several goroutines gives each one its own and hands the results to
+// Writer.WriteEncoded in order. Not safe for concurrent use.
+type PageEncoder struct {
 	c    Compression
 	zbuf bytes.Buffer
 	zw   *zlib.Writer
 	zstd *zstd.Encoder
 	lzo  *lzoEncoder
 	out  []byte
+	zero []byte // a page of zeros, to recognise zero pages
 }
 
-func newPageEncoder(c Compression, pageSize int) (*pageEncoder, error) {
-	e := &pageEncoder{c: c}
+// NewPageEncoder returns an encoder of c for pageSize-byte pages.
+func NewPageEncoder(c Compression, pageSize int) (*PageEncoder, error) {
+	e := &PageEncoder{c: c, zero: make([]byte, pageSize)}
 	switch c {
 	case None:
 	case Zlib:
@@ -34,7 +38,7 @@ func newPageEncoder(c Compression, pageSize int) (*pageEncoder, error) {
 		e.zw = zw
 	case LZO:
 		e.lzo = new(lzoEncoder)
-		e.out = make([]byte, 0, pageSize+pageSize/16+64)
+		e.out = make([]byte, 0, lzoMaxOut(pageSize))
 	case Snappy:
 		e.out = make([]byte, s2.MaxEncodedLen(pageSize))
 	case Zstd:
@@ -54,10 +58,33 @@ func newPageEncoder(c Compression, pageSize int) (*pageEncoder, error) {
 	return e, nil
 }
 
+// Encoded is a page as a Writer stores it.
+type Encoded struct {
+	// Zero: the page is all zeros; the dump points it at one stored zero
+	// page, and Data is empty.
+	Zero bool
+	// Data and Flags are the stored bytes and the page descriptor flags:
+	// the raw page with flags 0 when compression does not make it smaller.
+	Data  []byte
+	Flags uint32
+}
+
+// Encode returns how page is stored. Data is valid until the next call;
+// it may be page itself.
+func (e *PageEncoder) Encode(page []byte) (Encoded, error) {
+	// bytes.Equal runs the vectorised memequal: faster than a loop of
+	// 8-byte loads.
+	if bytes.Equal(page, e.zero) {
+		return Encoded{Zero: true}, nil
+	}
+	out, flags, err := e.encode(page)
+	return Encoded{Data: out, Flags: flags}, err
+}
+
 // encode compresses page. It returns the bytes to store and the page
 // descriptor flags: the raw page with flags 0 when compression does not
 // make it smaller. The result is valid until the next call.
-func (e *pageEncoder) encode(page []byte) ([]byte, uint32, error) {
+func (e *PageEncoder) encode(page []byte) ([]byte, uint32, error) {
 	var out []byte
 	switch e.c {
 	case Zlib:
@@ -89,7 +116,8 @@ func (e *pageEncoder) encode(page []byte) ([]byte, uint32, error) {
 	return out, e.c.flag(), nil
 }
 
-func (e *pageEncoder) close() {
+// Close releases the codec's resources.
+func (e *PageEncoder) Close() {
 	if e.zstd != nil {
 		_ = e.zstd.Close()
 	}

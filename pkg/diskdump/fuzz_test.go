@@ -77,22 +77,30 @@ func TestLZOKnownStreams(t *testing.T) {
 	}
 }
 
-// FuzzLZORoundTrip: whatever the encoder emits, the decoder restores.
+// FuzzLZORoundTrip: whatever the encoder emits, the decoder restores, with
+// one encoder reused (its table holds the earlier inputs' positions) and
+// with its table base about to wrap.
 func FuzzLZORoundTrip(f *testing.F) {
 	f.Add([]byte("abcabcabcabcabcabcabcabc"), uint8(3))
 	f.Add(bytes.Repeat([]byte{0}, 5000), uint8(0))
+	f.Add([]byte("0123456789abcdef0123456789ABCDEF"), uint8(200))
+	var reused lzoEncoder
 	f.Fuzz(func(t *testing.T, data []byte, rep uint8) {
 		// Make longer, repetitive inputs from the fuzz data.
 		src := bytes.Repeat(data, int(rep%8)+1)
-		var e lzoEncoder
-		out := e.encode(nil, src, len(src)+len(src)/16+64)
-		if out == nil {
-			t.Fatalf("%d bytes: no output under the worst-case bound", len(src))
-		}
-		dst := make([]byte, len(src))
-		n, err := lzo1xDecompress(dst, out)
-		if err != nil || n != len(src) || !bytes.Equal(dst, src) {
-			t.Fatalf("round trip of %d bytes: n=%d err=%v", len(src), n, err)
+		wrap := lzoEncoder{base: lzoMaxBase - len(src)/2}
+		for i, e := range []*lzoEncoder{new(lzoEncoder), &reused, &reused, &wrap, &wrap} {
+			out := e.encode(nil, src, lzoMaxOut(len(src)))
+			if out == nil {
+				t.Fatalf("%d bytes: no output under the worst-case bound", len(src))
+			}
+			dst := make([]byte, len(src))
+			n, err := lzo1xDecompress(dst, out)
+			if err != nil || n != len(src) || !bytes.Equal(dst, src) {
+				t.Fatalf("encoder %d: round trip of %d bytes: n=%d err=%v", i, len(src), n, err)
+			}
+			// The reused encoder sees a different input next time.
+			src = append(src[:len(src):len(src)], byte(i))
 		}
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"debug/elf"
 	"errors"
+	"io"
 	"testing"
 )
 
@@ -330,6 +331,64 @@ func TestELFAbort(t *testing.T) {
 	}
 }
 
+// writeOnly hides a file's ReadAt, as an *os.File opened O_WRONLY
+// refuses it: the writer then asks the source again for the pages.
+type writeOnly struct{ w io.WriterAt }
+
+func (o writeOnly) WriteAt(p []byte, off int64) (int, error) { return o.w.WriteAt(p, off) }
+
+// A writer that can read its file back asks the source for each chunk
+// once: the pages are written from the bitmaps in the file.
+func TestBitmapsReadBack(t *testing.T) {
+	s := newSynth(5000)
+	for _, tc := range []struct {
+		name   string
+		w      func(*memFile) io.WriterAt
+		passes int
+	}{
+		{"readable", func(m *memFile) io.WriterAt { return m }, 1},
+		{"write-only", func(m *memFile) io.WriterAt { return writeOnly{m} }, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			calls := 0
+			src := BitmapFunc(func(start uint64, ram, dump []byte) error {
+				calls++
+				return s.bm.FillBitmaps(start, ram, dump)
+			})
+			var mf memFile
+			const chunk = 1024
+			w, err := NewWriter(tc.w(&mf), s.header(), Options{ChunkPFNs: chunk})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := w.SetBitmaps(src); err != nil {
+				t.Fatal(err)
+			}
+			for {
+				pfn, ok := w.NextPFN()
+				if !ok {
+					break
+				}
+				if err := w.WritePage(pfn, s.page(pfn)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+			chunks := int((s.maxPFN + chunk - 1) / chunk)
+			if calls != tc.passes*chunks {
+				t.Errorf("source asked %d times for %d chunks, want %d passes", calls, chunks, tc.passes)
+			}
+			d, err := Open(&mf, int64(len(mf.b)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkSynthDump(t, s, d, None)
+		})
+	}
+}
+
 // A source whose second pass differs must not corrupt the file.
 func TestChangingSource(t *testing.T) {
 	s := newSynth(1000)
@@ -343,7 +402,7 @@ func TestChangingSource(t *testing.T) {
 		return nil
 	})
 	var mf memFile
-	w, err := NewWriter(&mf, s.header(), Options{})
+	w, err := NewWriter(writeOnly{&mf}, s.header(), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

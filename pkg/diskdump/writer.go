@@ -70,8 +70,9 @@ type Writer struct {
 	h     Header
 	opt   Options
 	l     layout
-	enc   *pageEncoder
+	enc   *PageEncoder
 	cur   *bitCursor
+	src   BitmapSource // of the pages: src of SetBitmaps, or the file's bitmaps
 	data  *atWriter
 	desc  *atWriter
 	zero  []byte
@@ -96,7 +97,7 @@ func NewWriter(w io.WriterAt, h Header, opt Options) (*Writer, error) {
 		return nil, err
 	}
 	opt.fill()
-	enc, err := newPageEncoder(opt.Compression, h.PageSize)
+	enc, err := NewPageEncoder(opt.Compression, h.PageSize)
 	if err != nil {
 		return nil, err
 	}
@@ -104,7 +105,7 @@ func NewWriter(w io.WriterAt, h Header, opt Options) (*Writer, error) {
 	wr := &Writer{w: w, h: h, opt: opt, enc: enc, zoff: -1,
 		l: newLayout(int64(h.PageSize), int64(len(h.Notes)), h.MaxPFN)}
 	if err := wr.writeHeader(true); err != nil {
-		enc.close()
+		enc.Close()
 		return nil, err
 	}
 	// Sub-header and notes, padded to whole blocks.
@@ -113,7 +114,7 @@ func NewWriter(w io.WriterAt, h Header, opt Options) (*Writer, error) {
 	copy(blk, sub)
 	copy(blk[subHeaderSize:], wr.h.Notes)
 	if _, err := w.WriteAt(blk, wr.l.blockSize); err != nil {
-		enc.close()
+		enc.Close()
 		return nil, fmt.Errorf("diskdump: write sub-header: %w", err)
 	}
 	return wr, nil
@@ -167,6 +168,10 @@ func (w *Writer) SetBitmaps(src BitmapSource) error {
 		}
 	}
 	w.stats.Dumpable = n
+	if fb := w.readBack(cur); fb != nil {
+		src = fb
+	}
+	w.src = src
 	w.cur = newBitCursor(src, w.h.MaxPFN, w.opt.ChunkPFNs)
 	next, err := w.cur.nextDumpable(0)
 	if err != nil {
@@ -211,10 +216,30 @@ func (w *Writer) WritePage(pfn uint64, data []byte) error {
 	if len(data) != w.h.PageSize {
 		return fmt.Errorf("diskdump: page %#x: %d bytes, want %d", pfn, len(data), w.h.PageSize)
 	}
+	p, err := w.enc.Encode(data)
+	if err != nil {
+		return fmt.Errorf("diskdump: page %#x: %w", pfn, err)
+	}
+	return w.writeEncoded(pfn, p)
+}
+
+// WriteEncoded stores the page of pfn, the next dumpable pfn, as a
+// PageEncoder of the Writer's compression encoded it.
+func (w *Writer) WriteEncoded(pfn uint64, p Encoded) error {
+	if err := w.checkNext(pfn); err != nil {
+		return err
+	}
+	if !p.Zero && (p.Flags != 0 && p.Flags != w.enc.c.flag() || p.Flags == 0 && len(p.Data) != w.h.PageSize) {
+		return fmt.Errorf("diskdump: page %#x: %d bytes with flags %#x for a %v dump", pfn, len(p.Data), p.Flags, w.enc.c)
+	}
+	return w.writeEncoded(pfn, p)
+}
+
+func (w *Writer) writeEncoded(pfn uint64, p Encoded) error {
 	d := w.pd[:]
 	clear(d)
 	le := binary.LittleEndian
-	if bytes.Equal(data, w.zero) {
+	if p.Zero {
 		if w.zoff < 0 {
 			w.zoff = w.data.pos()
 			if err := w.write(w.data, w.zero); err != nil {
@@ -226,22 +251,18 @@ func (w *Writer) WritePage(pfn uint64, data []byte) error {
 		le.PutUint32(d[8:], uint32(len(w.zero)))
 		w.stats.ZeroPages++
 	} else {
-		out, flags, err := w.enc.encode(data)
-		if err != nil {
-			return fmt.Errorf("diskdump: page %#x: %w", pfn, err)
-		}
 		le.PutUint64(d[0:], uint64(w.data.pos()))
-		le.PutUint32(d[8:], uint32(len(out)))
-		le.PutUint32(d[12:], flags)
-		if err := w.write(w.data, out); err != nil {
+		le.PutUint32(d[8:], uint32(len(p.Data)))
+		le.PutUint32(d[12:], p.Flags)
+		if err := w.write(w.data, p.Data); err != nil {
 			return err
 		}
-		if flags == 0 {
+		if p.Flags == 0 {
 			w.stats.RawPages++
 		}
-		w.stats.DataBytes += uint64(len(out))
+		w.stats.DataBytes += uint64(len(p.Data))
 	}
-	w.stats.InputBytes += uint64(len(data))
+	w.stats.InputBytes += uint64(w.h.PageSize)
 	return w.advance(pfn, d)
 }
 
@@ -394,7 +415,7 @@ func (w *Writer) Abort() error {
 
 func (w *Writer) release() {
 	w.state = stateDone
-	w.enc.close()
+	w.enc.Close()
 }
 
 // atWriter buffers sequential writes to an io.WriterAt.

@@ -66,7 +66,7 @@ func Create(root, path, host string, t time.Time) (string, error) {
 func WriteFile(dir, name string, write func(f *os.File) error) error {
 	final := filepath.Join(dir, name)
 	partial := final + IncompleteSuffix
-	f, err := os.OpenFile(partial, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := os.OpenFile(partial, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return fmt.Errorf("dumpdir: %w", err)
 	}
