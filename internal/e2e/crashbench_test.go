@@ -90,7 +90,9 @@ func TestBenchCrash(t *testing.T) {
 }
 
 // benchConfig lists the runs: makedumpfile -l and ukdump's collector (its
-// default compression, and lzo, makedumpfile -l's codec) on one CPU, then
+// default compression; lzo, makedumpfile -l's codec; snappy and zstd, the
+// other candidates for the default; the default read with pread instead of
+// mappings, to weigh the two ways of reading /proc/vmcore) on one CPU, then
 // with cpus CPUs makedumpfile -l alone, with --num-threads, and ukdump; a
 // CPU profile of ukdump on one CPU and on all comes last, untimed.
 func benchConfig(cpus, reps int) crashbench.Config {
@@ -100,11 +102,15 @@ func benchConfig(cpus, reps int) crashbench.Config {
 		return crashbench.Run{Name: strings.Join(append([]string{"makedumpfile -l"}, extra...), " "), CPUs: n,
 			Argv: append(argv, vmcore, mdfOut), Out: mdfOut}
 	}
-	uk := func(n int, comp, profile string) crashbench.Run {
+	uk := func(n int, comp, profile string, extra ...string) crashbench.Run {
 		name, argv := "ukdump", []string{"/init", "collect", "-d", "31", "-cpus", strconv.Itoa(n)}
 		if comp != "" {
 			name += " -c " + comp
 			argv = append(argv, "-c", comp)
+		}
+		for _, e := range extra {
+			name += " " + e
+			argv = append(argv, e)
 		}
 		if profile != "" {
 			argv = append(argv, "-profile", profile)
@@ -114,7 +120,8 @@ func benchConfig(cpus, reps int) crashbench.Config {
 	cfg := crashbench.Config{
 		Disks: []crashbench.Disk{{Dev: "/dev/vdb", Dir: "/mnt/mdf"}, {Dev: "/dev/vdc", Dir: "/mnt/uk"}},
 		Reps:  reps,
-		Runs:  []crashbench.Run{mdf(1), uk(1, "", ""), uk(1, "lzo", "")},
+		Runs: []crashbench.Run{mdf(1), uk(1, "", ""), uk(1, "lzo", ""), uk(1, "snappy", ""), uk(1, "zstd", ""),
+			uk(1, "", "", "-pread")},
 		Extra: []crashbench.Run{uk(1, "", "/mnt/uk/prof/cpu1.pprof")},
 	}
 	if cpus > 1 {

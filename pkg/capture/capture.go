@@ -115,7 +115,9 @@ func Run(ctx context.Context, cfg *config.Init, env Env) (res *Result, err error
 		}
 	}()
 
-	core, err := vmcore.Open(env.Vmcore)
+	// Mapped: each pread of /proc/vmcore would copy a page through a
+	// temporary kernel mapping of the old memory.
+	core, err := vmcore.OpenMapped(env.Vmcore)
 	if err != nil {
 		return nil, step("open vmcore", err)
 	}
@@ -189,7 +191,7 @@ func writeDump(core *vmcore.Core, cfg *config.Init, env Env, dir string) (int64,
 	var res *collector.Result
 	err = dumpdir.WriteFile(dir, "vmcore", func(f *os.File) error {
 		var err error
-		res, err = collector.Write(core, &flushingFile{f: f, every: flushEvery, sync: unix.Fdatasync}, o)
+		res, err = collector.Write(core, NewFlushingFile(f), o)
 		return err
 	})
 	// The keys are needed no longer, whatever happened.
@@ -248,16 +250,23 @@ func warnSpace(env Env, dir string, need int64) {
 // is a disk cache flush per 8 MiB.
 const flushEvery = 8 << 20
 
-// flushingFile writes to f and flushes its data to the disk (fdatasync)
+// NewFlushingFile returns f as kdumpinit writes the dump to it: flushed to
+// the disk every flushEvery bytes. The benchmark's crash kernel writes
+// through it too, so that its figures include the flushes.
+func NewFlushingFile(f *os.File) *FlushingFile {
+	return &FlushingFile{f: f, every: flushEvery, sync: unix.Fdatasync}
+}
+
+// FlushingFile writes to f and flushes its data to the disk (fdatasync)
 // every so many bytes, returning the flush's error as the write's.
-type flushingFile struct {
+type FlushingFile struct {
 	f       *os.File
 	every   int64
 	sync    func(fd int) error // unix.Fdatasync
 	pending int64
 }
 
-func (w *flushingFile) WriteAt(p []byte, off int64) (int, error) {
+func (w *FlushingFile) WriteAt(p []byte, off int64) (int, error) {
 	n, err := w.f.WriteAt(p, off)
 	if err != nil {
 		return n, err
@@ -272,4 +281,8 @@ func (w *flushingFile) WriteAt(p []byte, off int64) (int, error) {
 }
 
 // Truncate lets the collector start an unfiltered dump afresh.
-func (w *flushingFile) Truncate(size int64) error { return w.f.Truncate(size) }
+func (w *FlushingFile) Truncate(size int64) error { return w.f.Truncate(size) }
+
+// ReadAt lets the writer read the bitmaps it wrote back from the file
+// instead of scanning the struct pages a second time.
+func (w *FlushingFile) ReadAt(p []byte, off int64) (int, error) { return w.f.ReadAt(p, off) }

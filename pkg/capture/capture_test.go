@@ -227,7 +227,7 @@ func TestFlushingFile(t *testing.T) {
 	defer f.Close()
 	flushes := 0
 	var fail error
-	w := &flushingFile{f: f, every: 4096, sync: func(int) error { flushes++; return fail }}
+	w := &FlushingFile{f: f, every: 4096, sync: func(int) error { flushes++; return fail }}
 	for i, want := range []int{0, 1, 1, 2} {
 		if _, err := w.WriteAt(make([]byte, 3000), int64(i)*3000); err != nil {
 			t.Fatal(err)

@@ -262,11 +262,13 @@ func write(core *vmcore.Core, out io.WriterAt, o Options, level vmcore.Level, fa
 	return res, nil
 }
 
-// copyPages reads the dumpable pages in runs and hands them to w.
+// copyPages reads the dumpable pages in runs and hands them to w: from
+// the core's mappings without copying when it has them (OpenMapped), else
+// read into a buffer.
 func copyPages(core *vmcore.Core, w pageSink, o Options, src *source, start time.Time) error {
 	ps := core.PageSize()
 	const run = 64
-	buf := make([]byte, run*ps)
+	var buf []byte // allocated when a run cannot be mapped
 	every := o.Every
 	if every <= 0 {
 		every = 2 * time.Second
@@ -288,30 +290,33 @@ func copyPages(core *vmcore.Core, w pageSink, o Options, src *source, start time
 		if !ok {
 			break
 		}
-		if err := core.ReadPages(pfn, n, buf[:n*ps]); err != nil {
-			n = 1
-			if err := core.ReadPage(pfn, buf[:ps]); err != nil {
-				// One unreadable page (a memory error in the dead
-				// machine) must not cost the rest of the dump: it is
-				// recorded as missing and the dump goes on.
-				if o.Unreadable != nil {
-					o.Unreadable(pfn, err)
+		data, win, mapped := core.MapPages(pfn, n)
+		if !mapped {
+			if buf == nil {
+				buf = make([]byte, run*ps)
+			}
+			data = buf[:n*ps]
+			if err := core.ReadPages(pfn, n, data); err != nil {
+				n = 1
+				data = buf[:ps]
+				if err := core.ReadPage(pfn, data); err != nil {
+					// One unreadable page (a memory error in the dead
+					// machine) must not cost the rest of the dump: it is
+					// recorded as missing and the dump goes on.
+					if o.Unreadable != nil {
+						o.Unreadable(pfn, err)
+					}
+					if err := w.WriteMissing(pfn); err != nil {
+						return err
+					}
+					n = 0 // nothing read: the run below is empty
 				}
-				if err := w.WriteMissing(pfn); err != nil {
-					return err
-				}
-				n = 0 // nothing read: the run below is empty
 			}
 		}
-		used := 0
-		for used < n {
-			if err := w.WritePage(pfn+uint64(used), buf[used*ps:(used+1)*ps]); err != nil {
-				return err
-			}
-			used++
-			if next, ok := w.NextPFN(); !ok || next != pfn+uint64(used) {
-				break
-			}
+		used, err := writeRun(w, pfn, data, n, ps)
+		win.Release()
+		if err != nil {
+			return err
 		}
 		switch {
 		case n == 0:
@@ -328,4 +333,20 @@ func copyPages(core *vmcore.Core, w pageSink, o Options, src *source, start time
 	}
 	report()
 	return nil
+}
+
+// writeRun writes the pages of data (n pages from pfn) while they are the
+// ones w expects next, and returns how many it wrote.
+func writeRun(w pageSink, pfn uint64, data []byte, n, ps int) (int, error) {
+	used := 0
+	for used < n {
+		if err := w.WritePage(pfn+uint64(used), data[used*ps:(used+1)*ps]); err != nil {
+			return used, err
+		}
+		used++
+		if next, ok := w.NextPFN(); !ok || next != pfn+uint64(used) {
+			break
+		}
+	}
+	return used, nil
 }

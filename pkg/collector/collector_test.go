@@ -199,3 +199,40 @@ func TestUnreadablePage(t *testing.T) {
 		d.Close()
 	}
 }
+
+// TestWriteMapped: a core read through mappings (OpenMapped, as kdumpinit
+// reads /proc/vmcore) gives the same dump file, byte for byte, as one read
+// with pread, in both formats.
+func TestWriteMapped(t *testing.T) {
+	for _, env := range vmcoretest.All() {
+		t.Run(env, func(t *testing.T) {
+			path := vmcoretest.Path(t, env)
+			for _, format := range []diskdump.Format{diskdump.KdumpFormat, diskdump.ELFFormat} {
+				var outs [2][]byte
+				for i, open := range []func(string) (*vmcore.Core, error){vmcore.Open, vmcore.OpenMapped} {
+					core, err := open(path)
+					if err != nil {
+						t.Fatal(err)
+					}
+					out := filepath.Join(t.TempDir(), "dump")
+					f, err := os.OpenFile(out, os.O_RDWR|os.O_CREATE, 0o600)
+					if err != nil {
+						t.Fatal(err)
+					}
+					_, err = Write(core, f, Options{Level: 31, Compression: diskdump.LZO, Format: format})
+					f.Close()
+					core.Close()
+					if err != nil {
+						t.Fatal(err)
+					}
+					if outs[i], err = os.ReadFile(out); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if !bytes.Equal(outs[0], outs[1]) {
+					t.Errorf("%s: the dump of the mapped core differs (%d bytes, %d with pread)", format, len(outs[1]), len(outs[0]))
+				}
+			}
+		})
+	}
+}

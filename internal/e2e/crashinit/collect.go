@@ -16,8 +16,9 @@ import (
 )
 
 // collect writes IN's dump to OUT as kdumpinit does: the crash kernel's
-// runtime settings, the collector with the configured level and
-// compression, the file written through dumpdir (flushed, then renamed).
+// runtime settings, the vmcore read through mappings, the collector with
+// the configured level and compression, the file written through dumpdir
+// (flushed every 8 MiB as kdumpinit flushes it, then renamed).
 // With -profile it writes a CPU profile of the whole run.
 func collect(args []string) error {
 	fs := flag.NewFlagSet("collect", flag.ContinueOnError)
@@ -25,6 +26,7 @@ func collect(args []string) error {
 	comp := fs.String("c", config.DefaultCompression.String(), "compression")
 	cpus := fs.Int("cpus", 1, "CPUs (GOMAXPROCS)")
 	profile := fs.String("profile", "", "write a CPU profile here")
+	pread := fs.Bool("pread", false, "read the vmcore with pread, not through mappings")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -48,7 +50,11 @@ func collect(args []string) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	core, err := vmcore.Open(fs.Arg(0))
+	open := vmcore.OpenMapped
+	if *pread {
+		open = vmcore.Open
+	}
+	core, err := open(fs.Arg(0))
 	if err != nil {
 		return err
 	}
@@ -57,11 +63,14 @@ func collect(args []string) error {
 	var res *collector.Result
 	err = dumpdir.WriteFile(filepath.Dir(out), filepath.Base(out), func(f *os.File) error {
 		var err error
-		res, err = collector.Write(core, f, collector.Options{Level: vmcore.Level(*level), Compression: c})
+		res, err = collector.Write(core, capture.NewFlushingFile(f), collector.Options{Level: vmcore.Level(*level), Compression: c})
 		return err
 	})
 	if err != nil {
 		return err
+	}
+	if n, err := core.MapErr(); err != nil {
+		fmt.Printf("%d mappings failed (read with pread instead), the first: %v\n", n, err)
 	}
 	fmt.Printf("written %d pages, %d zero, %d bytes of page data in %.3f s\n",
 		res.Writer.Written, res.Writer.ZeroPages, res.Writer.DataBytes, res.Took.Seconds())

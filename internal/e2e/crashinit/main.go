@@ -134,7 +134,7 @@ func timeRun(r crashbench.Run, rep int, kind string) error {
 	defer out.Close()
 	cmd := exec.Command(r.Argv[0], r.Argv[1:]...)
 	cmd.Stdout, cmd.Stderr = out, out
-	cmd.Env = []string{"PATH=/usr/bin:/bin", "LD_LIBRARY_PATH=/lib/x86_64-linux-gnu"}
+	cmd.Env = []string{"PATH=/usr/bin:/bin"}
 	start := monotonic()
 	err = startPinned(cmd, r.CPUs)
 	if err == nil {
@@ -153,6 +153,9 @@ func timeRun(r crashbench.Run, rep int, kind string) error {
 	fi, err := os.Stat(r.Out)
 	if err != nil {
 		return err
+	}
+	if log, err := os.ReadFile(out.Name()); err == nil {
+		say("log %q: %s", r.Name, strings.ReplaceAll(tail(string(log), 2), "\n", " | "))
 	}
 	kept := uint64(0)
 	if d, err := diskdump.OpenFile(r.Out); err == nil {
