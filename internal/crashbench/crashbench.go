@@ -139,6 +139,21 @@ func Summarize(rs []Result) []Summary {
 // kernel's CPUs and memory.
 var Start = regexp.MustCompile(`CRASHBENCH start vmcore=(\d+) cpus=(\d+) memtotal_kib=(\d+)`)
 
+// RunFailed starts the line of a run that failed (after Prefix); the
+// others go on.
+const RunFailed = "run failed:"
+
+// RunFailures returns the lines of the runs that failed.
+func RunFailures(console string) []string {
+	var out []string
+	for _, l := range strings.Split(console, "\n") {
+		if i := strings.Index(l, Prefix+RunFailed); i >= 0 {
+			out = append(out, strings.TrimSpace(l[i+len(Prefix):]))
+		}
+	}
+	return out
+}
+
 // Failed finds the crash kernel's error, if any.
 func Failed(console string) (string, bool) {
 	i := strings.Index(console, Prefix+"FAILED: ")

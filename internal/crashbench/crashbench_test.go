@@ -39,3 +39,13 @@ func TestParseSummarize(t *testing.T) {
 		t.Errorf("Failed: %q %v", msg, failed)
 	}
 }
+
+// The lines of failed runs are found among the console's other lines, as
+// the crash kernel prints them.
+func TestRunFailures(t *testing.T) {
+	console := "noise\r\n" + Prefix + "result name=\"a\" cpus=1 rep=0\n[ 1.0] " + Prefix + RunFailed + " \"b\" cpus=2: signal: aborted\r\n"
+	got := RunFailures(console)
+	if len(got) != 1 || got[0] != RunFailed+` "b" cpus=2: signal: aborted` {
+		t.Errorf("RunFailures = %q", got)
+	}
+}

@@ -70,17 +70,18 @@ func TestBenchCrash(t *testing.T) {
 		Timeout:     50 * time.Minute,
 		Modules:     []string{"virtio_pci", "virtio_blk"},
 	})
-	if msg, failed := crashbench.Failed(c.Crash); failed {
-		t.Fatalf("crash kernel: %s", msg)
-	}
-	if c.Err != nil || !strings.Contains(c.Crash, crashbench.Prefix+"done") {
-		t.Fatalf("benchmark did not finish: %v\n%s", c.Err, qemu.Tail(c.First+c.Crash, 40))
-	}
+	// The console is kept first: the runs before a failure are figures too.
 	if err := os.MkdirAll(dst, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(dst, "console.log"), []byte(c.Crash), 0o644); err != nil {
 		t.Fatal(err)
+	}
+	if msg, failed := crashbench.Failed(c.Crash); failed {
+		t.Fatalf("crash kernel: %s", msg)
+	}
+	if c.Err != nil || !strings.Contains(c.Crash, crashbench.Prefix+"done") {
+		t.Fatalf("benchmark did not finish: %v\n%s", c.Err, qemu.Tail(c.First+c.Crash, 40))
 	}
 	fillLine := regexp.MustCompile(`FIRSTINIT filled: .*`).FindString(c.First)
 	os.WriteFile(filepath.Join(dst, "guest.txt"), []byte(fmt.Sprintf("guest %d MiB, %d CPUs, crashkernel=%s, %s\n", mem, cpus, reserve, fillLine)), 0o644)

@@ -38,6 +38,9 @@ func crash(dir string) error {
 		fmt.Printf("%-34s %4d %9.3f %15s %7.3f %7.3f %11.1f %13.1f %11d\n", s.Name, s.CPUs, s.Wall,
 			fmt.Sprintf("(%.3f-%.3f)", s.WallMin, s.WallMax), s.User, s.Sys, float64(s.Size)/(1<<20), float64(s.RSSKiB)/1024, s.Kept)
 	}
+	for _, l := range crashbench.RunFailures(console) {
+		fmt.Println(l)
+	}
 	fmt.Println()
 	ours, ok1 := by["ukdump/1"]
 	ref, ok2 := by["makedumpfile -l/1"]

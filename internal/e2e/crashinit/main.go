@@ -98,17 +98,26 @@ func orchestrate() error {
 		return err
 	}
 	say("start vmcore=%d cpus=%d memtotal_kib=%d", st.Size(), runtime.NumCPU(), memTotal())
+	// A run that fails is left out of the later repetitions, and the
+	// others go on: their figures still compare.
+	failed := map[string]bool{}
+	run := func(r crashbench.Run, rep int, kind string) {
+		key := fmt.Sprintf("%s/%d", r.Name, r.CPUs)
+		if failed[key] {
+			return
+		}
+		if err := timeRun(r, rep, kind); err != nil {
+			failed[key] = true
+			say("%s %q cpus=%d: %v", crashbench.RunFailed, r.Name, r.CPUs, err)
+		}
+	}
 	for rep := 0; rep < cfg.Reps; rep++ {
 		for _, r := range cfg.Runs {
-			if err := timeRun(r, rep, "result"); err != nil {
-				return err
-			}
+			run(r, rep, "result")
 		}
 	}
 	for _, r := range cfg.Extra {
-		if err := timeRun(r, 0, "extra"); err != nil {
-			return err
-		}
+		run(r, 0, "extra")
 	}
 	for _, d := range cfg.Disks {
 		if err := unix.Unmount(d.Dir, 0); err != nil {
@@ -134,7 +143,10 @@ func timeRun(r crashbench.Run, rep int, kind string) error {
 	defer out.Close()
 	cmd := exec.Command(r.Argv[0], r.Argv[1:]...)
 	cmd.Stdout, cmd.Stderr = out, out
-	cmd.Env = []string{"PATH=/usr/bin:/bin"}
+	// glibc dlopens libgcc_s when a thread exits (makedumpfile
+	// --num-threads); without an ld.so.cache it looks only where
+	// LD_LIBRARY_PATH says.
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "LD_LIBRARY_PATH=/lib/x86_64-linux-gnu"}
 	start := monotonic()
 	err = startPinned(cmd, r.CPUs)
 	if err == nil {
