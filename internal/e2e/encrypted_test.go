@@ -93,6 +93,7 @@ func TestInstallEncryptedLVM(t *testing.T) {
 	if !strings.Contains(s.run("lsinitramfs /boot/"+initrd+" | grep -c cryptsetup.ukdump-real || true"), "1") {
 		t.Fatalf("the regenerated initramfs has no ukdump cryptsetup wrapper")
 	}
+	consoles := []string{s.vm.Console()}
 	s.poweroff()
 
 	// 2. The next boot, with the initramfs the package regenerated.
@@ -105,6 +106,7 @@ func TestInstallEncryptedLVM(t *testing.T) {
 	}
 	loadedAt := s.run("systemctl show -p ActiveEnterTimestampMonotonic --value ukdump.service")
 	fmt.Fprintf(report, "service loaded at %.1f s after boot\n", usec(loadedAt))
+	journal := s.run("journalctl -b --no-pager -o cat")
 	st = s.run("ukdump status")
 	fmt.Fprintf(report, "\n$ ukdump status   (after the reboot)\n%s", st)
 	if !strings.Contains(st, img.LUKSUUID) {
@@ -118,6 +120,7 @@ func TestInstallEncryptedLVM(t *testing.T) {
 	unlock(s)
 	st = s.run("ukdump status")
 	fmt.Fprintf(report, "\n$ ukdump status   (after the crash and reboot)\n%s", st)
+	consoles = append(consoles, s.vm.Console())
 	s.poweroff()
 
 	// 4. The host decrypts the volume with the key cryptsetup gives for
@@ -132,6 +135,18 @@ func TestInstallEncryptedLVM(t *testing.T) {
 	}
 	checkRealDump(t, dumps[0], img.Release, marker)
 	checkScrubbed(t, dir, s.vm.Console(), dumps[0], true, vol)
+	// No key in what the system logged or keeps on its disks: the
+	// consoles, the journal, the dump's other files, the root LV and the
+	// initramfs the package made (decompressed).
+	texts := map[string][]byte{"journal": []byte(journal)}
+	for i, c := range consoles {
+		texts[[]string{"console of boot 1", "console of boots 2 and 3 (the crash kernel's between)"}[i]] = []byte(c)
+	}
+	cpio := filepath.Join(dir, initrd+".cpio")
+	if b, err := exec.Command("sh", "-c", `lz4 -dc "$1" > "$2"`, "sh", newInitrd, cpio).CombinedOutput(); err != nil {
+		t.Fatalf("lz4 -dc %s: %v\n%s", newInitrd, err, b)
+	}
+	checkNoKeyIn(t, vol, texts, rootfs, boot, cpio, filepath.Join(filepath.Dir(dumps[0]), "vmcore-dmesg.txt"))
 	os.WriteFile(filepath.Join(dir, "report.txt"), []byte(report.String()), 0o644)
 	t.Logf("report:\n%s", report)
 }
