@@ -118,8 +118,14 @@ func TestInstallEncryptedLVM(t *testing.T) {
 	fmt.Fprintf(report, "\n%s\n", line)
 	boots++ // the crash kernel's reboot
 	unlock(s)
-	st = s.run("ukdump status")
-	fmt.Fprintf(report, "\n$ ukdump status   (after the crash and reboot)\n%s", st)
+	if out := s.run(waitActive); strings.TrimSpace(out) != "active" {
+		t.Errorf("ukdump.service after the crash: %q\n%s", out, s.run("journalctl -b -u ukdump.service --no-pager"))
+	}
+	st, rc = s.status("ukdump status")
+	fmt.Fprintf(report, "\n$ ukdump status   (after the crash and reboot; exit %d)\n%s", rc, st)
+	if rc != 0 || !strings.Contains(st, "complete, with vmcore-dmesg.txt") {
+		t.Errorf("status after the crash: exit %d, want 0 and the dump listed:\n%s", rc, st)
+	}
 	consoles = append(consoles, s.vm.Console())
 	s.poweroff()
 
