@@ -145,6 +145,11 @@ func confirm(env crypttabEnv, yes bool) error {
 func crypttabNotes(out io.Writer, o crypttab.Openers, keyType string) {
 	fmt.Fprintln(out, "The option takes effect when systemd-cryptsetup next opens the volumes: at the next boot (or after closing and opening them); the load at boot then finds the keys.")
 	switch ok, known := o.LinkVolumeKey(); {
+	case !known && o.Systemd.Known():
+		// systemd-cryptsetup needs only the library, so a system without
+		// the cryptsetup program (Debian 13 with systemd-cryptsetup) is
+		// the common case, not a reason to alarm.
+		fmt.Fprintf(out, "note: no cryptsetup program here tells libcryptsetup's version; systemd %d honours the option with libcryptsetup 2.7 or later, as distributions build it\n", o.Systemd.Major)
 	case !known:
 		fmt.Fprintf(out, "warning: cannot tell whether systemd-cryptsetup here honours it: %s\n", o.Requirement())
 	case !ok:

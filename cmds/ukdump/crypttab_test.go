@@ -143,6 +143,20 @@ func TestSetupCrypttabKernel(t *testing.T) {
 	}
 }
 
+// TestSetupCrypttabNoCryptsetupProgram: systemd 257 without the cryptsetup
+// program (Debian 13's systemd-cryptsetup) gets a note, not a warning.
+func TestSetupCrypttabNoCryptsetupProgram(t *testing.T) {
+	p, file, _ := luksPlan(t, "initrd", "root_crypt\tUUID=$UUID\tnone\tluks\n")
+	var out bytes.Buffer
+	o := crypttab.Openers{Systemd: crypttab.Version{Major: 257}}
+	if err := editCrypttab(p, crypttabEnv{File: file, Openers: o, Out: &out}, true); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	if strings.Contains(out.String(), "warning:") || !strings.Contains(out.String(), "note: no cryptsetup program here tells libcryptsetup's version; systemd 257") {
+		t.Errorf("want the note and no warning:\n%s", out.String())
+	}
+}
+
 // TestSetupCrypttabDebian12: a volume without a line is said so; one that
 // cryptroot opens in the initramfs is pointed at the hook; systemd 252 is
 // too old for the option.

@@ -1,21 +1,24 @@
 #!/usr/bin/env bash
-# build-image.sh: a real Debian 12 system for the end-to-end tests, built on
-# the host with debootstrap (no device-mapper, no guest needed) and cached.
+# build-image.sh: a real Debian 12 or 13 system for the end-to-end tests,
+# built on the host with debootstrap (no device-mapper, no guest needed)
+# and cached.
 #
-# Usage: build-image.sh
+# Usage: build-image.sh [bookworm|trixie]   (default bookworm)
 #
-# The system is what a minimal Debian 12 server install gives: systemd,
-# udev, initramfs-tools, the stock cloud kernel (linux-image-cloud-amd64),
-# e2fsprogs, and the packages the encrypted-install tests need (cryptsetup,
-# cryptsetup-initramfs, lvm2, keyutils), so one base image serves every
-# case. Test conveniences, and only these: root has no password and is
+# The system is what a minimal Debian server install gives: systemd, udev,
+# initramfs-tools, the stock cloud kernel (linux-image-cloud-amd64),
+# e2fsprogs, and the packages the encrypted-install tests need: on Debian 12
+# cryptsetup, cryptsetup-initramfs, lvm2 and keyutils (cryptroot opens the
+# root volume in the initramfs), on Debian 13 systemd-cryptsetup and
+# keyutils (systemd opens the volumes of /etc/crypttab), so one base image
+# per release serves every case. Test conveniences, and only these: root has no password and is
 # logged in on ttyS0 (the test types at the serial console as an
 # administrator would), hostname ukdump-test, timers that would start work
 # at boot masked, and an initramfs with only the drivers QEMU's virtio
 # machine needs (MODULES=list) so that it builds without seeing a disk.
 #
-# Output, in ${UKDUMP_CACHE:-$HOME/.cache/ukdump}/images/bookworm-<hash>/
-# where <hash> covers this script and private-apt.sh (the recipe):
+# Output, in ${UKDUMP_CACHE:-$HOME/.cache/ukdump}/images/<suite>-<hash>/
+# where <hash> covers this script, private-apt.sh (the recipe) and the suite:
 #   root.img      raw ext4 image of the whole system (sparse, 3 GiB), the
 #                 filesystem UUID below; boot it with root=UUID=<uuid>
 #   vmlinuz       the installed kernel, initrd.img its initramfs (copies of
@@ -37,15 +40,18 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
 # shellcheck source=../kernel/private-apt.sh
 . "$here/../kernel/private-apt.sh"
 
-packages=(
-	systemd systemd-sysv udev kmod e2fsprogs initramfs-tools linux-image-cloud-amd64
-	cryptsetup cryptsetup-initramfs lvm2 keyutils dmsetup procps lz4
-)
+suite="${1:-bookworm}"
+packages=(systemd systemd-sysv udev kmod e2fsprogs initramfs-tools linux-image-cloud-amd64 keyutils dmsetup procps lz4)
+case "$suite" in
+bookworm) packages+=(cryptsetup cryptsetup-initramfs lvm2) ;;
+trixie) packages+=(systemd-cryptsetup) ;;
+*) die "unknown suite $suite (bookworm or trixie)" ;;
+esac
 # Fixed, so that a test knows the root UUID without reading the image.
 uuid=6c7d1a2e-0b5f-4e38-9a51-3f0d2c9e8b17
 
-key="$(cat "${BASH_SOURCE[0]}" "$here/../kernel/private-apt.sh" | sha256sum | cut -c1-16)"
-cache="${UKDUMP_CACHE:-$HOME/.cache/ukdump}/images/bookworm-$key"
+key="$( (cat "${BASH_SOURCE[0]}" "$here/../kernel/private-apt.sh"; echo "$suite") | sha256sum | cut -c1-16)"
+cache="${UKDUMP_CACHE:-$HOME/.cache/ukdump}/images/$suite-$key"
 if [[ -f "$cache/.complete" ]]; then
 	printf '%s\n' "$cache"
 	exit 0
@@ -74,9 +80,9 @@ root="$work/root"
 
 mirror="$(private_apt_archive_mirror)"
 start=$SECONDS
-log "debootstrap bookworm (${#packages[@]} packages and their dependencies)"
+log "debootstrap $suite (${#packages[@]} packages and their dependencies)"
 include="$(IFS=,; echo "${packages[*]}")"
-debootstrap --variant=minbase --include="$include" bookworm "$root" "$mirror" >&2 ||
+debootstrap --variant=minbase --include="$include" "$suite" "$root" "$mirror" >&2 ||
 	die "debootstrap failed (see $root/debootstrap/debootstrap.log)"
 log "debootstrap took $((SECONDS - start)) s"
 
