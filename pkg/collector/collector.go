@@ -291,6 +291,16 @@ func copyPages(core *vmcore.Core, w pageSink, o Options, src *source, start time
 			break
 		}
 		data, win, mapped := core.MapPages(pfn, n)
+		if mapped {
+			if k := vmcore.ReadablePages(data[:n*ps], ps); k == 0 {
+				// The first page faults: read it with pread, which
+				// returns the error instead of SIGBUS.
+				win.Release()
+				win, mapped, n = nil, false, 1
+			} else {
+				n, data = k, data[:k*ps]
+			}
+		}
 		if !mapped {
 			if buf == nil {
 				buf = make([]byte, run*ps)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -234,5 +235,45 @@ func TestWriteMapped(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestUnreadableMappedPage: a mapped page the kernel cannot read raises
+// SIGBUS (a mapping of a file past its end does the same), which must cost
+// that page, not the process: the page is read again with pread, recorded
+// as missing when that fails too, and the dump goes on.
+func TestUnreadableMappedPage(t *testing.T) {
+	const pages = 8
+	mem := make([]byte, pages*4096)
+	for i := range pages {
+		copy(mem[i*4096:], strings.Repeat(fmt.Sprintf("page %d ", i), 400))
+	}
+	img := vmcoretest.Synthetic("OSRELEASE=6.1.0\nPAGESIZE=4096\n", mem)
+	path := filepath.Join(t.TempDir(), "vmcore")
+	if err := os.WriteFile(path, img, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	core, err := vmcore.OpenMapped(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer core.Close()
+	// The last three pages go away under the mapping.
+	if err := os.Truncate(path, int64(vmcoretest.SyntheticDataOffset+5*4096)); err != nil {
+		t.Fatal(err)
+	}
+	var bad []uint64
+	f, err := os.Create(filepath.Join(t.TempDir(), "dump"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	res, err := Write(core, f, Options{Level: 0, Compression: diskdump.Snappy,
+		Unreadable: func(pfn uint64, err error) { bad = append(bad, pfn) }})
+	if err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+	if fmt.Sprint(bad) != "[5 6 7]" || res.Writer.Missing != 3 || res.Writer.Written != pages {
+		t.Errorf("missing %d, reported %v, written %d; want pfns 5-7 missing, %d written", res.Writer.Missing, bad, res.Writer.Written, pages)
 	}
 }

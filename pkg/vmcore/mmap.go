@@ -3,6 +3,8 @@ package vmcore
 import (
 	"fmt"
 	"os"
+	"runtime"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 )
@@ -112,7 +114,11 @@ func (m *mapper) ReadAt(p []byte, off int64) (int, error) {
 		if w == nil {
 			break
 		}
-		done += copy(p[done:], w.data[at-w.off:])
+		n, ok := copyFaulting(p[done:], w.data[at-w.off:])
+		if !ok {
+			break // pread says what is wrong with the memory
+		}
+		done += n
 	}
 	if done < len(p) {
 		n, err := m.f.ReadAt(p[done:], off+int64(done))
@@ -210,4 +216,45 @@ func (c *Core) MapErr() (int, error) {
 	c.mapper.mu.Lock()
 	defer c.mapper.mu.Unlock()
 	return c.mapper.failed, c.mapper.err
+}
+
+// A mapping of /proc/vmcore raises SIGBUS for old memory the kernel cannot
+// read (where pread returns EIO), which would kill the process and cost the
+// whole dump. With debug.SetPanicOnFault the fault becomes a panic that
+// these two functions recover: the pages go to pread, which returns the
+// error, and the caller records them as missing.
+
+// copyFaulting is copy, with ok false (and nothing counted) when reading
+// src faults.
+func copyFaulting(dst, src []byte) (n int, ok bool) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer recoverFault(&ok)
+	return copy(dst, src), true
+}
+
+// ReadablePages returns how many of the pages of data (mapped by
+// MapPages), from the first, can be read. Touching one byte of a page
+// faults the whole page in, or not, so the later reads of those pages are
+// safe.
+func ReadablePages(data []byte, pageSize int) (n int) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	var ok bool
+	defer recoverFault(&ok)
+	var sum byte
+	for n = 0; n*pageSize < len(data); n++ {
+		sum ^= data[n*pageSize]
+	}
+	runtime.KeepAlive(sum)
+	return n
+}
+
+// recoverFault recovers a memory fault, setting *ok false; any other
+// panic goes on.
+func recoverFault(ok *bool) {
+	if r := recover(); r != nil {
+		if _, fault := r.(interface{ Addr() uintptr }); !fault {
+			panic(r)
+		}
+		*ok = false
+	}
 }
