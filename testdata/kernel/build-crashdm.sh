@@ -1,6 +1,12 @@
 #!/usr/bin/env bash
-# build-crashdm.sh: build, once, a small x86_64 kernel with
-# CONFIG_CRASH_DM_CRYPT=y for the QEMU end-to-end tests.
+# build-crashdm.sh: build, once, a small kernel with CONFIG_CRASH_DM_CRYPT=y
+# for the QEMU end-to-end tests.
+#
+# Usage: build-crashdm.sh [x86_64|arm64]
+#
+#   (none), x86_64  bzImage for x86_64, built natively with crashdm.config
+#   arm64           Image for arm64 (QEMU's virt machine), cross-built with
+#                   Debian's gcc-aarch64-linux-gnu and crashdm-arm64.config
 #
 # Source: Debian's linux-source-7.3 package from trixie-backports. This
 # Debian 12 machine's sources do not list that suite, so the package is
@@ -19,7 +25,7 @@
 #                  through APT_CONFIG as the main file, which apt reads after
 #                  /etc/apt/apt.conf.d, so ours wins over the system's parts.
 #
-# The kernel is `make tinyconfig` + crashdm.config (beside this script) +
+# The kernel is `make tinyconfig` + the fragment (beside this script) +
 # `make olddefconfig`; the build stops, naming them, when requested symbols
 # did not end up as requested. The result is cached outside the repository:
 #
@@ -27,9 +33,11 @@
 #       .crashdm.lock             flock: one build at a time
 #       .crashdm-apt/             the private apt state; debs/ keeps the
 #                                 newest linux-source .deb
-#       crashdm-<hash>/           <hash>: sha256 over crashdm.config, the
-#                                 linux-source version and this script
-#           bzImage               the kernel
+#       crashdm-<hash>/           x86_64; arm64: crashdm-arm64-<hash>/.
+#                                 <hash>: sha256 over the fragment, the
+#                                 linux-source version, the architecture
+#                                 and this script
+#           bzImage               the kernel (arm64: Image)
 #           config                its final .config
 #           build.log             make output
 #           build-info            versions and hashes that went in
@@ -37,10 +45,10 @@
 #
 # The unpacked source tree and object files (crashdm-<hash>.work) are deleted
 # after a successful build. Build dependencies (build-essential bc bison flex
-# libelf-dev libssl-dev) are installed with the system's apt when missing
-# (needs root).
+# libelf-dev libssl-dev, and for arm64 gcc-aarch64-linux-gnu) are installed
+# with the system's apt when missing (needs root).
 #
-# stdout: exactly one line, the absolute path of the cached bzImage. All
+# stdout: exactly one line, the absolute path of the cached kernel. All
 # chatter, including the build wall time, goes to stderr.
 set -euo pipefail
 
@@ -55,14 +63,39 @@ elapsed() { printf '%dm%02ds' $(((SECONDS - started) / 60)) $(((SECONDS - starte
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
 self="$here/$(basename "${BASH_SOURCE[0]}")"
-fragment="$here/crashdm.config"
 pkg=linux-source-7.3
 suite=trixie-backports
 keyring=/usr/share/keyrings/debian-archive-keyring.gpg
 build_deps=(build-essential bc bison flex libelf-dev libssl-dev xz-utils)
 
+(($# <= 1)) || die "usage: build-crashdm.sh [x86_64|arm64]"
+arch="${1:-x86_64}"
+# Per architecture: the fragment, make's ARCH and cross compiler, the image
+# target, where make leaves it, the compiler and the cache entry's prefix
+# (x86_64 keeps the name it had before arm64 came).
+case "$arch" in
+x86_64)
+	fragment="$here/crashdm.config"
+	make_arch=(ARCH=x86_64)
+	target=bzImage
+	built=arch/x86/boot/bzImage
+	prefix=crashdm
+	cc=gcc
+	;;
+arm64)
+	fragment="$here/crashdm-arm64.config"
+	make_arch=(ARCH=arm64 CROSS_COMPILE=aarch64-linux-gnu-)
+	target=Image
+	built=arch/arm64/boot/Image
+	prefix=crashdm-arm64
+	cc=aarch64-linux-gnu-gcc
+	build_deps+=(gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu)
+	;;
+*) die "unknown architecture '$arch'; usage: build-crashdm.sh [x86_64|arm64]" ;;
+esac
+
 [[ -f "$fragment" ]] || die "config fragment $fragment not found"
-[[ "$(uname -m)" == x86_64 ]] || die "builds an x86_64 kernel natively; this machine is $(uname -m)"
+[[ "$(uname -m)" == x86_64 ]] || die "builds on an x86_64 host; this machine is $(uname -m)"
 for tool in apt-get apt-cache dpkg-deb dpkg-query sha256sum flock tar awk; do
 	command -v "$tool" >/dev/null 2>&1 || die "required tool '$tool' not found (is this Debian 12?)"
 done
@@ -115,26 +148,30 @@ sha() { sha256sum "$@" | awk '{print $1}'; }
 
 # key prints the cache key for linux-source version $1.
 key() {
-	printf 'fragment %s\nsource %s %s\nscript %s\n' "$(sha "$fragment")" "$pkg" "$1" "$(sha "$self")" | sha | cut -c1-16
+	printf 'fragment %s\nsource %s %s\narch %s\nscript %s\n' "$(sha "$fragment")" "$pkg" "$1" "$arch" "$(sha "$self")" | sha | cut -c1-16
 }
 
-# cached prints the bzImage of a complete entry for version $1, if any.
+# entry prints the cache entry's directory for version $1.
+entry() { printf '%s/%s-%s\n' "$cache_root" "$prefix" "$(key "$1")"; }
+
+# cached prints the kernel of a complete entry for version $1, if any.
 cached() {
-	local entry="$cache_root/crashdm-$(key "$1")"
-	[[ -f "$entry/.complete" && -f "$entry/bzImage" ]] && printf '%s\n' "$entry/bzImage"
+	local entry
+	entry="$(entry "$1")"
+	[[ -f "$entry/.complete" && -f "$entry/$target" ]] && printf '%s\n' "$entry/$target"
 }
 
-# cached_any prints the bzImage of a complete entry built from the current
+# cached_any prints the kernel of a complete entry built from the current
 # fragment and script with any source version (the newest), for offline runs.
 cached_any() {
 	local d v best=""
-	for d in "$cache_root"/crashdm-*/; do
+	for d in "$cache_root/$prefix"-*/; do
 		d="${d%/}"
 		[[ -f "$d/.complete" && -f "$d/build-info" ]] || continue
 		v="$(awk '$1 == "source-version" {print $2}' "$d/build-info")"
-		[[ -n "$v" && "$d" == "$cache_root/crashdm-$(key "$v")" ]] && best="$d"
+		[[ -n "$v" && "$d" == "$(entry "$v")" ]] && best="$d"
 	done
-	[[ -n "$best" ]] && printf '%s\n' "$best/bzImage"
+	[[ -n "$best" ]] && printf '%s\n' "$best/$target"
 }
 
 # ---------------------------------------------------------------------------
@@ -220,7 +257,7 @@ verify_config() {
 # build builds version $1 from .deb $2 into its cache entry.
 build() {
 	local version="$1" deb="$2" entry work src out tarball jobs
-	entry="$cache_root/crashdm-$(key "$version")"
+	entry="$(entry "$version")"
 	work="$entry.work"
 	jobs="$(nproc)"
 
@@ -240,7 +277,7 @@ build() {
 	out="$work/out"
 	mkdir -p "$out"
 
-	local -a mk=(make -C "$src" O="$out" ARCH=x86_64)
+	local -a mk=(make -C "$src" O="$out" "${make_arch[@]}")
 	log "configuring: tinyconfig + $(basename "$fragment") + olddefconfig"
 	"${mk[@]}" tinyconfig >"$work/build.log" 2>&1 || {
 		tail -n 30 "$work/build.log" >&2
@@ -256,24 +293,25 @@ build() {
 	}
 	verify_config "$out/.config"
 
-	log "make -j$jobs bzImage (about 10 minutes on 2 cores; log: $work/build.log)"
-	"${mk[@]}" -j"$jobs" bzImage 2>&1 | tee -a "$work/build.log" >&2 || {
-		die "make bzImage failed after $(elapsed) (log: $work/build.log)"
+	log "make -j$jobs $target for $arch (about 10 minutes on 2 cores; log: $work/build.log)"
+	"${mk[@]}" -j"$jobs" "$target" 2>&1 | tee -a "$work/build.log" >&2 || {
+		die "make $target failed after $(elapsed) (log: $work/build.log)"
 	}
-	[[ -f "$out/arch/x86/boot/bzImage" ]] || die "make succeeded but left no arch/x86/boot/bzImage"
+	[[ -f "$out/$built" ]] || die "make succeeded but left no $built"
 
 	mkdir -p "$entry.tmp"
-	cp "$out/arch/x86/boot/bzImage" "$entry.tmp/bzImage"
+	cp "$out/$built" "$entry.tmp/$target"
 	cp "$out/.config" "$entry.tmp/config"
 	cp "$work/build.log" "$entry.tmp/build.log"
 	{
+		echo "arch $arch"
 		echo "source-package $pkg"
 		echo "source-version $version"
 		echo "source-deb-sha256 $(sha "$deb")"
 		echo "fragment-sha256 $(sha "$fragment")"
 		echo "script-sha256 $(sha "$self")"
 		echo "kernel-release $(cat "$out/include/config/kernel.release" 2>/dev/null || echo unknown)"
-		echo "compiler $(gcc --version | head -n1)"
+		echo "compiler $("$cc" --version | head -n1)"
 		echo "built $(date -u +%Y-%m-%dT%H:%M:%SZ) in $(elapsed) with make -j$jobs"
 	} >"$entry.tmp/build-info"
 	mv "$entry.tmp" "$entry"
@@ -281,7 +319,7 @@ build() {
 	rm -rf "$work"
 	# Keep only this version's .deb for rebuilds after config changes.
 	find "$apt_dir/debs" -maxdepth 1 -name "${pkg}_*.deb" ! -name "$(basename "$deb")" -delete
-	log "built $entry/bzImage ($(stat -c %s "$entry/bzImage") bytes)"
+	log "built $entry/$target ($(stat -c %s "$entry/$target") bytes)"
 }
 
 # ---------------------------------------------------------------------------
@@ -329,4 +367,4 @@ fi
 
 build "$version" "$deb"
 log "build wall time $(elapsed)"
-printf '%s\n' "$cache_root/crashdm-$(key "$version")/bzImage"
+printf '%s\n' "$(entry "$version")/$target"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # fetch-debian.sh: fetch a stock Debian cloud kernel for the QEMU tests.
 #
-# Usage: fetch-debian.sh [bookworm|trixie]
+# Usage: fetch-debian.sh [bookworm|trixie] [amd64|arm64]
 #
 #   (none), bookworm  Debian 12's kernel 6.1: the newest
 #                     linux-image-6.1.0-N-cloud-amd64 package that the system's
@@ -17,11 +17,19 @@
 #                     configuration, package lists and archives are not
 #                     touched. Its modules are .ko.xz.
 #
+#   amd64 (default)   the x86_64 kernel, as above.
+#   arm64             bookworm only: linux-image-6.1.0-N-cloud-arm64, a plain
+#                     arm64 Image, for QEMU's virt machine. apt runs with a
+#                     private configuration whose only architecture is arm64
+#                     (bookworm, bookworm-updates, bookworm-security; lists
+#                     in <cache>/.bookworm-arm64-apt), so the host needs no
+#                     dpkg --add-architecture.
+#
 # The package is downloaded (not installed) and unpacked into a cache outside
 # the repository:
 #
 #   ${UKDUMP_CACHE:-$HOME/.cache/ukdump}/kernels/<package>_<version>/
-#       <package>_<version>_amd64.deb   the downloaded package
+#       <package>_<version>_<arch>.deb  the downloaded package
 #       deb.sha256                      its sha256 (checked against apt's index)
 #       root/                           dpkg-deb -x output: boot/vmlinuz-<kver>,
 #                                       lib/modules/<kver>/ (no modules.dep);
@@ -43,21 +51,30 @@ die() { log "error: $*"; exit 1; }
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
 
-(($# <= 1)) || die "usage: fetch-debian.sh [bookworm|trixie]"
+usage="usage: fetch-debian.sh [bookworm|trixie] [amd64|arm64]"
+(($# <= 2)) || die "$usage"
 release="${1:-bookworm}"
-case "$release" in
-bookworm)
+arch="${2:-amd64}"
+private_suites=()
+case "$release/$arch" in
+bookworm/amd64)
 	pattern='^linux-image-6\.1\.0-[0-9]+-cloud-amd64$'
 	cached_glob='linux-image-6.1.0-*-cloud-amd64_*'
 	hint='is this Debian 12 with main enabled?'
 	;;
-trixie)
-	pattern='^linux-image-6\.12\.[0-9]+.*-cloud-amd64$'
-	cached_glob='linux-image-6.12.*-cloud-amd64_*'
+bookworm/arm64)
+	pattern='^linux-image-6\.1\.0-[0-9]+-cloud-arm64$'
+	cached_glob='linux-image-6.1.0-*-cloud-arm64_*'
+	private_suites=(bookworm bookworm-updates bookworm-security)
+	hint="private arm64 lists: ${private_suites[*]}"
+	;;
+trixie/amd64 | trixie/arm64)
+	pattern="^linux-image-6\\.12\\.[0-9]+.*-cloud-$arch\$"
+	cached_glob="linux-image-6.12.*-cloud-${arch}_*"
 	private_suites=(trixie trixie-updates trixie-security)
 	hint="private lists: ${private_suites[*]}"
 	;;
-*) die "unknown release '$release'; usage: fetch-debian.sh [bookworm|trixie]" ;;
+*) die "unknown release and architecture '$release $arch'; $usage" ;;
 esac
 
 for tool in apt-cache apt-get dpkg-deb sha256sum flock sort; do
@@ -73,15 +90,19 @@ cache_root="$(cd "$cache_root" && pwd -P)"
 exec 9>"$cache_root/.lock"
 flock 9
 
-# papt runs an apt command with the apt configuration of $release: the
-# system's for bookworm, a private one for trixie (written afresh each run,
-# under the lock).
-if [[ "$release" == bookworm ]]; then
+# papt runs an apt command with the apt configuration of $release and
+# $arch: the system's for bookworm on amd64, a private one otherwise
+# (written afresh each run, under the lock).
+if ((${#private_suites[@]} == 0)); then
 	papt() { "$@"; }
 else
 	# shellcheck source=private-apt.sh
 	. "$here/private-apt.sh"
 	apt_dir="$cache_root/.$release-apt"
+	if [[ "$arch" != amd64 ]]; then
+		apt_dir="$cache_root/.$release-$arch-apt"
+		PRIVATE_APT_ARCH="$arch"
+	fi
 	private_apt_setup "$apt_dir" "${private_suites[@]}"
 	papt() { private_apt "$apt_dir" "$@"; }
 fi

@@ -26,6 +26,10 @@
 # The caller defines log MESSAGE and die MESSAGE (print to stderr; die exits).
 # PRIVATE_APT_KEYRING is the keyring named in signed-by (default: Debian's
 # archive keyring, which also holds the security archive's keys).
+# PRIVATE_APT_ARCH, when set (arm64), makes that the only architecture of
+# the private configuration (APT::Architecture and APT::Architectures), so
+# that packages of another architecture are listed and downloaded without
+# dpkg --add-architecture on the host.
 
 : "${PRIVATE_APT_KEYRING:=/usr/share/keyrings/debian-archive-keyring.gpg}"
 
@@ -140,6 +144,10 @@ private_apt_setup() {
 		echo "Dir::Etc::SourceParts \"$dir/sources.list.d\";"
 		echo "Dir::Etc::Preferences \"$dir/preferences\";"
 		echo "Dir::Etc::PreferencesParts \"$dir/preferences.d\";"
+		if [[ -n "${PRIVATE_APT_ARCH:-}" ]]; then
+			echo "APT::Architecture \"$PRIVATE_APT_ARCH\";"
+			echo "APT::Architectures { \"$PRIVATE_APT_ARCH\"; };"
+		fi
 		echo 'Acquire::Languages "none";'
 		echo 'Acquire::IndexTargets::deb::DEP-11::DefaultEnabled "false";'
 		echo '#clear APT::Update::Pre-Invoke;'
