@@ -445,8 +445,12 @@ func (k *Kernel) ELF() []byte {
 		notes.Write(desc)
 		notes.Write(make([]byte, align4(len(desc))-len(desc)))
 	}
-	note("CORE", ntPRStatus, make([]byte, 336))
-	note("CORE", ntPRStatus, make([]byte, 336))
+	prstatus := 336 // sizeof(struct elf_prstatus) on x86_64
+	if k.l.arm64 {
+		prstatus = 392
+	}
+	note("CORE", ntPRStatus, make([]byte, prstatus))
+	note("CORE", ntPRStatus, make([]byte, prstatus))
 	note(vmcoreinfoName, 0, []byte(k.l.VMCOREINFO()))
 	type seg struct {
 		phys, filesz, memsz uint64
