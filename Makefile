@@ -5,7 +5,7 @@ STATICCHECK := $(shell command -v staticcheck 2>/dev/null || echo $(GOBIN)/stati
 BUILD    := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w"
 DEMO_OUT ?= $(CURDIR)/out/demo
 
-.PHONY: all build deps hooks lint test unit test-arm64-unit e2e demo bench clean install uninstall deb deb-check
+.PHONY: all build deps hooks lint test unit test-arm64-unit e2e faults fuzz demo bench clean install uninstall deb deb-check
 
 all: build
 
@@ -47,6 +47,23 @@ test-arm64-unit:
 
 e2e:
 	$(GO) test -count=1 -timeout 30m -v -run . ./internal/e2e/
+
+# The fault tests (internal/e2e/faults_test.go): the target or the machine
+# failing under the dump, one QEMU guest at a time. make test runs them
+# too, beside the other end-to-end tests. Not after deps: they need only
+# QEMU, e2fsprogs and Debian's kernel (which the tests fetch), not the
+# kernels deps builds; a missing tool fails them, naming .ci/deps.
+FAULTS_OUT ?= $(CURDIR)/out/faults
+faults:
+	rm -rf $(FAULTS_OUT)
+	@UKDUMP_E2E=1 UKDUMP_E2E_OUT=$(FAULTS_OUT) $(GO) test -count=1 -parallel 1 -timeout 60m -v -run '^TestFault' ./internal/e2e/; \
+		s=$$?; echo; for r in $(FAULTS_OUT)/TestFault*/report.txt; do echo "== $$r"; sed -n '1,4p' $$r; done; exit $$s
+
+# Every fuzz target of the repository, FUZZTIME each, one after the other
+# (see .ci/fuzz); "make fuzz FUZZTIME=10m" for a long run.
+FUZZTIME ?= 30s
+fuzz:
+	.ci/fuzz $(FUZZTIME)
 
 # The test command of README.md and CI: lint, unit tests and the QEMU
 # end-to-end tests, then the tests that read the vmcores those real crashes

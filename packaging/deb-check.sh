@@ -121,10 +121,11 @@ for s in DEBIAN/postinst DEBIAN/prerm DEBIAN/postrm etc/kernel/postinst.d/ukdump
 	if sh -n "$x/$s"; then pass "sh -n $s"; else fail "sh -n $s"; fi
 done
 
-if grep -qx 'activate-noawait update-initramfs' "$x/DEBIAN/triggers"; then
-	pass "triggers: the initramfs is rebuilt on install and removal"
+if grep -q 'dpkg-trigger --no-await update-initramfs' "$x/DEBIAN/postinst" &&
+	grep -q 'dpkg-trigger --no-await update-initramfs' "$x/DEBIAN/postrm"; then
+	pass "the initramfs is rebuilt on install and removal where cryptroot opens volumes"
 else
-	fail "triggers: no update-initramfs trigger"
+	fail "postinst/postrm do not rebuild the initramfs"
 fi
 
 # The initramfs hook, run as mkinitramfs does on a fake DESTDIR whose
@@ -226,6 +227,8 @@ if [ "$(id -u)" = 0 ] && unshare -m true 2>/dev/null; then
 	hook_case "loaded release reinstalled: reload" "$reload" yes "$fake/all" "$deb_hook" 6.1.0-18-amd64 "$img"
 	hook_case "other release: nothing" "" yes "$fake/all" "$deb_hook" 6.1.0-19-amd64 "$img"
 	hook_case "image gone (postrm.d): nothing" "" yes "$fake/all" "$x/etc/kernel/postrm.d/ukdump" 6.1.0-18-amd64 "$tmp/gone"
+	DEB_MAINT_PARAMS="upgrade 6.1.76-1" hook_case "postrm.d of an upgrade: nothing (the postinst reloads)" "" yes "$fake/all" "$x/etc/kernel/postrm.d/ukdump" 6.1.0-18-amd64 "$img"
+	DEB_MAINT_PARAMS="configure 6.1.76-1" hook_case "postinst.d of a configure: reload" "$reload" yes "$fake/all" "$deb_hook" 6.1.0-18-amd64 "$img"
 	hook_case "no systemd: nothing" "" no "$fake/all" "$deb_hook" 6.1.0-18-amd64 "$img"
 	hook_case "reload fails: exit 0" "$reload" yes "$fake/broken" "$deb_hook" 6.1.0-18-amd64 "$img"
 	hook_case "ukdump not installed: nothing" "" yes "$fake/none" "$deb_hook" 6.1.0-18-amd64 "$img"

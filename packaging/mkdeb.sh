@@ -45,7 +45,7 @@ install -D -m 0644 $deb/lintian-overrides "$root/usr/share/lintian/overrides/ukd
 
 mkdir -p "$root/DEBIAN"
 install -m 0755 $deb/postinst $deb/prerm $deb/postrm "$root/DEBIAN/"
-install -m 0644 $deb/conffiles $deb/triggers "$root/DEBIAN/"
+install -m 0644 $deb/conffiles "$root/DEBIAN/"
 (cd "$root" && find . -path ./DEBIAN -prune -o -type f -printf '%P\n' |
 	LC_ALL=C sort | xargs md5sum) >"$root/DEBIAN/md5sums"
 size=$(du -s -k --apparent-size --exclude=DEBIAN "$root" | cut -f1)

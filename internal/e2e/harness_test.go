@@ -256,6 +256,14 @@ type cycleOptions struct {
 	Params      string
 	Timeout     time.Duration
 	Modules     []string
+	// ExtraArgs are more QEMU arguments (drives that Disks cannot
+	// describe, a QMP socket).
+	ExtraArgs []string
+	// Live, when set, runs while the VM does, to watch the console and
+	// act on it; runCycle waits for it after QEMU exits.
+	Live func(vm *qemu.VM)
+	// Ctx, when set, ends the run when done: QEMU is killed.
+	Ctx context.Context
 }
 
 // runCycle boots the first kernel and lets the whole kdump cycle run until
@@ -275,7 +283,11 @@ func runCycle(t *testing.T, dir string, o cycleOptions) cycle {
 	}
 	defer logf.Close()
 	t.Logf("booting %s (serial log: %s)", o.Kernel.Release, logf.Name())
-	res, err := qemu.Run(context.Background(), qemu.Options{
+	ctx := o.Ctx
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	qo := qemu.Options{
 		Kernel:    o.Kernel.Image,
 		Initrd:    initrd,
 		Cmdline:   "console=ttyS0 panic=5 crashkernel=" + o.CrashKernel + " " + o.Params,
@@ -283,7 +295,23 @@ func runCycle(t *testing.T, dir string, o cycleOptions) cycle {
 		Disks:     o.Disks,
 		Timeout:   o.Timeout,
 		Console:   logf,
-	})
+		ExtraArgs: o.ExtraArgs,
+	}
+	var res *qemu.Result
+	vm, err := qemu.Start(ctx, qo)
+	if err != nil {
+		res = &qemu.Result{ExitErr: err}
+	} else {
+		live := make(chan struct{})
+		go func() {
+			defer close(live)
+			if o.Live != nil {
+				o.Live(vm)
+			}
+		}()
+		res, err = vm.Wait()
+		<-live
+	}
 	c := cycle{Result: res, Err: err}
 	c.First, c.Crash = splitBoots(res.Console)
 	os.WriteFile(filepath.Join(dir, "serial-first.log"), []byte(c.First), 0o644)

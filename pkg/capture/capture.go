@@ -174,6 +174,9 @@ func writeDump(core *vmcore.Core, cfg *config.Init, env Env, dir string) (int64,
 				env.Kick()
 			}
 		},
+		// Warnings (pages kept because VMCOREINFO lacks something, or
+		// filtering impossible) come before the long write they explain.
+		Warn: func(w string) { env.Log.Printf("warning: %s", w) },
 		Unreadable: func(pfn uint64, err error) {
 			unreadable++
 			if unreadable <= maxUnreadableLogged {
@@ -186,7 +189,7 @@ func writeDump(core *vmcore.Core, cfg *config.Init, env Env, dir string) (int64,
 	var res *collector.Result
 	err = dumpdir.WriteFile(dir, "vmcore", func(f *os.File) error {
 		var err error
-		res, err = collector.Write(core, f, o)
+		res, err = collector.Write(core, &flushingFile{f: f, every: flushEvery, sync: unix.Fdatasync}, o)
 		return err
 	})
 	// The keys are needed no longer, whatever happened.
@@ -196,9 +199,6 @@ func writeDump(core *vmcore.Core, cfg *config.Init, env Env, dir string) (int64,
 		reportScrub(env, dir, d, len(cfg.Volumes), info, res)
 	}
 	if res != nil {
-		for _, w := range res.Warnings {
-			env.Log.Printf("warning: %s", w)
-		}
 		env.Log.Printf("pages: %s; %d written, %d of them zero", res.Stats.String(), res.Writer.Written, res.Writer.ZeroPages)
 		if res.Writer.Missing > 0 {
 			env.Log.Printf("warning: %d pages could not be read; the dump records them as missing and is marked incomplete", res.Writer.Missing)
@@ -236,3 +236,40 @@ func warnSpace(env Env, dir string, need int64) {
 		env.Log.Printf("warning: target has %d MiB free; memory before filtering is %d MiB", free>>20, need>>20)
 	}
 }
+
+// flushEvery is how much of the dump may wait in the page cache. A target
+// that starts failing writes makes ext4 abort its journal; the dump's dirty
+// pages can then never be written, and a write(2) that finds too many of
+// them sleeps in the kernel's dirty-page throttle for ever (killable, so no
+// hung-task panic), until the stall watchdog ends it minutes later. Flushed
+// every few MiB, the dump stays below the throttle of even a small crash
+// kernel (it starts at about 15% of free memory), and the flush itself
+// returns the error (EIO, or EROFS once ext4 has aborted) at once. The cost
+// is a disk cache flush per 8 MiB.
+const flushEvery = 8 << 20
+
+// flushingFile writes to f and flushes its data to the disk (fdatasync)
+// every so many bytes, returning the flush's error as the write's.
+type flushingFile struct {
+	f       *os.File
+	every   int64
+	sync    func(fd int) error // unix.Fdatasync
+	pending int64
+}
+
+func (w *flushingFile) WriteAt(p []byte, off int64) (int, error) {
+	n, err := w.f.WriteAt(p, off)
+	if err != nil {
+		return n, err
+	}
+	if w.pending += int64(n); w.pending >= w.every {
+		w.pending = 0
+		if err := w.sync(int(w.f.Fd())); err != nil {
+			return n, fmt.Errorf("flushing the dump to the target: %w", err)
+		}
+	}
+	return n, nil
+}
+
+// Truncate lets the collector start an unfiltered dump afresh.
+func (w *flushingFile) Truncate(size int64) error { return w.f.Truncate(size) }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -215,5 +216,38 @@ func TestRun(t *testing.T) {
 	// must not stop the dump.
 	if !strings.Contains(f.log.String(), "warning: no vmcore-dmesg.txt") {
 		t.Errorf("log lacks the dmesg warning:\n%s", f.log)
+	}
+}
+
+// TestFlushingFile: the dump is flushed every so many bytes, and a failed
+// flush is the write's error, so that a target that fails writes ends the
+// dump at once instead of letting dirty pages pile up.
+func TestFlushingFile(t *testing.T) {
+	f, err := os.Create(filepath.Join(t.TempDir(), "vmcore"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	flushes := 0
+	var fail error
+	w := &flushingFile{f: f, every: 4096, sync: func(int) error { flushes++; return fail }}
+	for i, want := range []int{0, 1, 1, 2} {
+		if _, err := w.WriteAt(make([]byte, 3000), int64(i)*3000); err != nil {
+			t.Fatal(err)
+		}
+		if flushes != want {
+			t.Errorf("after %d bytes: %d flushes, want %d", (i+1)*3000, flushes, want)
+		}
+	}
+	fail = syscall.EROFS
+	_, err = w.WriteAt(make([]byte, 5000), 12000)
+	if !errors.Is(err, syscall.EROFS) || !strings.Contains(err.Error(), "flushing the dump to the target") {
+		t.Errorf("write whose flush fails: %v, want the flush's EROFS", err)
+	}
+	if err := w.Truncate(0); err != nil {
+		t.Error(err)
+	}
+	if st, _ := f.Stat(); st.Size() != 0 {
+		t.Errorf("size %d after Truncate(0)", st.Size())
 	}
 }

@@ -10,6 +10,7 @@
 package collector
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -37,6 +38,10 @@ type Options struct {
 	// before the page is compressed and written, in either format (see
 	// package scrub); Result.Scrubbed counts what it found.
 	Scrub *scrub.Scrubber
+	// Warn, if set, is told each warning (Result.Warnings) as soon as it
+	// is known, before the pages are written: an unfiltered dump can take
+	// long, and the console should say why while it does.
+	Warn func(string)
 }
 
 // Progress is a snapshot of a dump being written.
@@ -79,11 +84,15 @@ type Result struct {
 	Stats vmcore.Stats
 	// Writer counts what was written.
 	Writer diskdump.Stats
-	// Warnings are what VMCOREINFO lacked for the level: those pages were kept.
+	// Warnings are what VMCOREINFO lacked for the level: those pages were
+	// kept. When filtering was impossible the first says so and why.
 	Warnings []string
 	// Scrubbed counts the secrets overwritten (Options.Scrub).
 	Scrubbed scrub.Counts
-	Took     time.Duration
+	// Level is the dump level written: Options.Level, or the unfiltered
+	// level when filtering was impossible.
+	Level vmcore.Level
+	Took  time.Duration
 }
 
 // pageSink is what copyPages writes pages to: a writer, or a scrubWriter
@@ -142,15 +151,73 @@ func Dmesg(core *vmcore.Core, w io.Writer, o DmesgOptions) error {
 // Write filters core and writes the dump to out. When writing fails part
 // way, the file is finished as an incomplete dump (readers see which pages
 // are missing) and the error says so.
+//
+// When filtering is impossible (no VMCOREINFO, no struct page layout in
+// it, page tables or mem_section that cannot be read, a scan that fails)
+// it writes an unfiltered dump instead, and the first warning says why:
+// the dead kernel's data that filtering trusts may be what the crash
+// damaged, and a dump too big is better than none.
 func Write(core *vmcore.Core, out io.WriterAt, o Options) (*Result, error) {
+	res, err := write(core, out, o, o.Level, "")
+	var sf *scanFailure
+	if !errors.As(err, &sf) {
+		return res, err
+	}
+	level := unfilteredLevel(o)
+	if level == o.Level {
+		return res, err
+	}
+	// The failed attempt wrote at most headers and bitmaps; a file
+	// starts afresh so that none of it is left past the new end.
+	if t, ok := out.(interface{ Truncate(int64) error }); ok {
+		if terr := t.Truncate(0); terr != nil {
+			return res, fmt.Errorf("collector: %w (and truncating for an unfiltered dump failed: %v)", err, terr)
+		}
+	}
+	return write(core, out, o, level, fmt.Sprintf("filtering impossible: %v; writing an unfiltered dump", sf.Err))
+}
+
+// unfilteredLevel is the level of a dump that trusts nothing the dead
+// kernel wrote: every RAM page. Zero pages are found by their content, not
+// by kernel data; in the kdump format they stay in the dump (they all point
+// at one stored zero page) and are read back as zeros, so that bit is kept
+// there. The ELF format would leave them out, so it keeps none.
+func unfilteredLevel(o Options) vmcore.Level {
+	if o.Format == diskdump.ELFFormat {
+		return 0
+	}
+	return o.Level & vmcore.LevelZero
+}
+
+// scanFailure is a failure of filtering (not of reading or writing): the
+// scanner cannot classify pages as the level asks.
+type scanFailure struct{ Err error }
+
+func (e *scanFailure) Error() string { return "collector: filtering: " + e.Err.Error() }
+func (e *scanFailure) Unwrap() error { return e.Err }
+
+func write(core *vmcore.Core, out io.WriterAt, o Options, level vmcore.Level, fallback string) (*Result, error) {
 	start := time.Now()
-	h, err := header(core, o.Level)
+	h, err := header(core, level)
 	if err != nil {
 		return nil, err
 	}
-	src, err := newSource(core, o.Level)
+	src, err := newSource(core, level)
 	if err != nil {
 		return nil, err
+	}
+	if why := src.scanner.Unfiltered(); why != nil && level&^vmcore.LevelZero != 0 {
+		return nil, &scanFailure{why}
+	}
+	var warnings []string
+	if fallback != "" {
+		warnings = append(warnings, fallback)
+	}
+	warnings = append(warnings, src.warnings...)
+	if o.Warn != nil {
+		for _, w := range warnings {
+			o.Warn(w)
+		}
 	}
 	var w pageWriter
 	if o.Format == diskdump.ELFFormat {
@@ -162,16 +229,14 @@ func Write(core *vmcore.Core, out io.WriterAt, o Options) (*Result, error) {
 		return nil, fmt.Errorf("collector: %w", err)
 	}
 	if err := w.SetBitmaps(src); err != nil {
-		w.Abort()
-		return nil, fmt.Errorf("collector: bitmaps: %w", err)
+		return nil, errors.Join(fmt.Errorf("collector: bitmaps: %w", err), w.Abort())
 	}
-	res := &Result{Stats: src.stats, Warnings: src.warnings}
+	res := &Result{Stats: src.stats, Warnings: warnings, Level: level}
 	var sink pageSink = w
 	var sw *scrubWriter
 	if o.Scrub != nil {
 		if sw, err = newScrubWriter(w, o.Scrub, core.PageSize()); err != nil {
-			w.Abort()
-			return nil, fmt.Errorf("collector: %w", err)
+			return nil, errors.Join(fmt.Errorf("collector: %w", err), w.Abort())
 		}
 		sink = sw
 	}

@@ -2,6 +2,7 @@ package collector
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"time"
 
@@ -39,15 +40,35 @@ func newSource(core *vmcore.Core, level vmcore.Level) (*source, error) {
 func (s *source) restart() error {
 	sc, err := s.core.NewScanner(s.level, int(s.chunk))
 	if err != nil {
-		return fmt.Errorf("collector: %w", err)
+		return &scanFailure{err}
 	}
 	s.scanner, s.next = sc, 0
 	s.passes++
 	return nil
 }
 
-// FillBitmaps implements diskdump.BitmapSource.
-func (s *source) FillBitmaps(start uint64, ram, dumpable []byte) error {
+// FillBitmaps implements diskdump.BitmapSource. Its errors are
+// scanFailures, so that Write can tell them from the writer's and fall
+// back to an unfiltered dump; so is a panic of the scan, which only
+// kernel data no kernel writes can cause, and which must not cost the
+// dump.
+func (s *source) FillBitmaps(start uint64, ram, dumpable []byte) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &scanFailure{fmt.Errorf("scan at pfn %#x: %v", start, r)}
+		}
+	}()
+	if err := s.fill(start, ram, dumpable); err != nil {
+		var sf *scanFailure
+		if !errors.As(err, &sf) {
+			err = &scanFailure{err}
+		}
+		return err
+	}
+	return nil
+}
+
+func (s *source) fill(start uint64, ram, dumpable []byte) error {
 	if start < s.next {
 		if err := s.restart(); err != nil {
 			return err
@@ -56,10 +77,10 @@ func (s *source) FillBitmaps(start uint64, ram, dumpable []byte) error {
 	for s.next <= start {
 		ok, err := s.scanner.Next(&s.ch)
 		if err != nil {
-			return fmt.Errorf("collector: scan at pfn %#x: %w", s.next, err)
+			return fmt.Errorf("scan at pfn %#x: %w", s.next, err)
 		}
 		if !ok {
-			return fmt.Errorf("collector: scan ended before pfn %#x", start)
+			return fmt.Errorf("scan ended before pfn %#x", start)
 		}
 		s.next = s.ch.StartPFN + uint64(s.ch.N)
 		if s.passes == 1 {
@@ -69,7 +90,7 @@ func (s *source) FillBitmaps(start uint64, ram, dumpable []byte) error {
 		}
 	}
 	if s.ch.StartPFN != start {
-		return fmt.Errorf("collector: writer asked for pfn %#x, scanner is at %#x", start, s.ch.StartPFN)
+		return fmt.Errorf("writer asked for pfn %#x, scanner is at %#x", start, s.ch.StartPFN)
 	}
 	copy(ram, s.ch.RAM)
 	copy(dumpable, s.ch.Dump)

@@ -70,6 +70,13 @@ func WriteFile(dir, name string, write func(f *os.File) error) error {
 	if err != nil {
 		return fmt.Errorf("dumpdir: %w", err)
 	}
+	// The name that says "incomplete" is made durable before any data:
+	// if the disk fails or the power goes during the write, what is
+	// left is a file that says what it is, not an empty directory.
+	if err := syncDir(dir); err != nil {
+		f.Close()
+		return fmt.Errorf("dumpdir: creating %s: %w", filepath.Base(partial), err)
+	}
 	werr := write(f)
 	serr := f.Sync()
 	cerr := f.Close()

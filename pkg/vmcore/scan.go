@@ -1,6 +1,7 @@
 package vmcore
 
 import (
+	"errors"
 	"fmt"
 )
 
@@ -38,6 +39,9 @@ type Scanner struct {
 	buf      []byte
 	stats    Stats
 	warnings []string
+	// unfiltered says why no page can be excluded by type although the
+	// level asks for it; nil when type filtering works or is not asked.
+	unfiltered error
 }
 
 // NewScanner prepares a scan for level with chunks of chunkPFNs page frames
@@ -62,6 +66,7 @@ func (c *Core) NewScanner(level Level, chunkPFNs int) (*Scanner, error) {
 	info, err := c.VMCOREINFO()
 	if err != nil {
 		s.cl = &Classifier{level: level}
+		s.unfiltered = err
 		s.warnings = append(s.warnings, fmt.Sprintf("%v: no page is excluded by type", err))
 		return s, nil
 	}
@@ -70,6 +75,11 @@ func (c *Core) NewScanner(level Level, chunkPFNs int) (*Scanner, error) {
 	}
 	s.warnings = s.cl.Warnings()
 	if !s.cl.active() {
+		if s.cl.size == 0 {
+			s.unfiltered = errors.New("VMCOREINFO lacks the layout of struct page")
+		} else {
+			s.unfiltered = fmt.Errorf("VMCOREINFO lacks what dump level %d needs", level)
+		}
 		return s, nil
 	}
 	t, err := c.NewTranslator()
@@ -77,6 +87,7 @@ func (c *Core) NewScanner(level Level, chunkPFNs int) (*Scanner, error) {
 		s.mm, err = c.NewMemMap(t)
 	}
 	if err != nil {
+		s.unfiltered = fmt.Errorf("cannot locate struct pages: %w", err)
 		s.warnings = append(s.warnings, fmt.Sprintf("cannot locate struct pages: %v: no page is excluded by type", err))
 		s.mm = nil
 		return s, nil
@@ -87,6 +98,12 @@ func (c *Core) NewScanner(level Level, chunkPFNs int) (*Scanner, error) {
 	s.buf = make([]byte, batchPFNs*s.cl.size)
 	return s, nil
 }
+
+// Unfiltered says why no page can be excluded by type (no VMCOREINFO, no
+// struct page layout in it, page tables or mem_section unreadable) when
+// the level asks for some; nil when the scan filters by type or the level
+// asks for none. Zero pages are still found by their content.
+func (s *Scanner) Unfiltered() error { return s.unfiltered }
 
 // Warnings lists what VMCOREINFO lacked for the level, once each.
 func (s *Scanner) Warnings() []string { return append([]string(nil), s.warnings...) }

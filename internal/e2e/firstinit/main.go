@@ -9,9 +9,16 @@
 //	ukdump.marker=TEXT       written to the kernel log before the crash
 //	ukdump.scenario=NAME     "dump" (default); "vanish": after loading,
 //	                         wipe the target's superblock magic so the
-//	                         crash kernel never finds its UUID; "nokeys":
-//	                         after loading, reload the crash kernel
-//	                         without the volume keys
+//	                         crash kernel never finds its UUID; "badsb":
+//	                         after loading, set an ext4 feature flag no
+//	                         kernel knows, so the target is found but
+//	                         does not mount; "nokeys": after loading,
+//	                         reload the crash kernel without the volume
+//	                         keys
+//	ukdump.plant=1           before the crash, make the dump directories
+//	                         the crash could be named after (this second
+//	                         and the next few), each holding a file, so
+//	                         the crash kernel must choose another name
 //	ukdump.fill=1            fill memory before the crash (benchmark vmcore;
 //	                         ukdump.anon=MiB of anonymous memory)
 //	ukdump.wrongkey=1        first check that a wrong logon key is refused
@@ -28,6 +35,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"time"
@@ -36,6 +44,7 @@ import (
 
 	"github.com/ukdump/ukdump/pkg/blockdev"
 	"github.com/ukdump/ukdump/pkg/config"
+	"github.com/ukdump/ukdump/pkg/dumpdir"
 	"github.com/ukdump/ukdump/pkg/insmod"
 	"github.com/ukdump/ukdump/pkg/kmod"
 )
@@ -130,8 +139,17 @@ func run() error {
 		if err := wipeSuperblock(target); err != nil {
 			return err
 		}
+	case "badsb":
+		if err := unknownFeature(target); err != nil {
+			return err
+		}
 	case "nokeys":
 		if err := reloadWithoutKeys(kernelPath()); err != nil {
+			return err
+		}
+	}
+	if params["ukdump.plant"] == "1" {
+		if err := plant(); err != nil {
 			return err
 		}
 	}
@@ -230,7 +248,13 @@ func mountTarget() (string, error) {
 		return "", err
 	}
 	os.MkdirAll("/mnt", 0o755)
-	if err := unix.Mount(dev.Path, "/mnt", conf.Target.FSType, 0, ""); err != nil {
+	err = unix.Mount(dev.Path, "/mnt", conf.Target.FSType, 0, "")
+	if err == unix.EROFS || err == unix.EACCES {
+		// A write-protected disk (the read-only target case): the
+		// booted system would have it mounted read-only.
+		err = unix.Mount(dev.Path, "/mnt", conf.Target.FSType, unix.MS_RDONLY, "")
+	}
+	if err != nil {
 		return "", fmt.Errorf("mount %s: %w", dev.Path, err)
 	}
 	say("mounted %s", dev.Path)
@@ -240,17 +264,65 @@ func mountTarget() (string, error) {
 // wipeSuperblock makes the target's UUID vanish, as if the disk had failed
 // between load and crash.
 func wipeSuperblock(dev string) error {
+	return patchSuperblock(dev, 56, 2, func(b []byte) { b[0], b[1] = 0, 0 }, "wiped the target superblock magic")
+}
+
+// unknownFeature sets an incompatible feature flag that no kernel knows in
+// the ext4 superblock (s_feature_incompat, bit 31): the UUID still matches,
+// but the kernel refuses to mount it, as with a filesystem made by a newer
+// mkfs or a damaged superblock.
+func unknownFeature(dev string) error {
+	return patchSuperblock(dev, 0x60, 4, func(b []byte) { b[3] |= 0x80 }, "set an unknown incompat feature in the target superblock")
+}
+
+// patchSuperblock unmounts the target and changes n bytes at off in its
+// ext4 superblock (at 1024 on the device) with patch, then says done.
+func patchSuperblock(dev string, off int64, n int, patch func([]byte), done string) error {
 	if err := unix.Unmount("/mnt", 0); err != nil {
 		return fmt.Errorf("unmount: %w", err)
 	}
-	f, err := os.OpenFile(dev, os.O_WRONLY, 0)
+	f, err := os.OpenFile(dev, os.O_RDWR, 0)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	if _, err := f.WriteAt([]byte{0, 0}, 1024+56); err != nil {
+	b := make([]byte, n)
+	if _, err := f.ReadAt(b, 1024+off); err != nil {
 		return err
 	}
-	say("wiped the target superblock magic")
+	patch(b)
+	if _, err := f.WriteAt(b, 1024+off); err != nil {
+		return err
+	}
+	say("%s", done)
 	return f.Sync()
+}
+
+// plant makes the dump directories a crash in the next seconds would be
+// named after, each holding a file "planted", and syncs them.
+func plant() error {
+	conf, err := config.ReadFile("/etc/ukdump.conf")
+	if err != nil {
+		return err
+	}
+	var uts unix.Utsname
+	unix.Uname(&uts)
+	host := unix.ByteSliceToString(uts.Nodename[:])
+	if host == "" || host == "(none)" {
+		host = "localhost" // as the loader names a machine without a hostname
+	}
+	base := filepath.Join("/mnt", conf.Path)
+	now := time.Now().UTC()
+	for i := -1; i <= 5; i++ {
+		dir := filepath.Join(base, dumpdir.Name(host, now.Add(time.Duration(i)*time.Second)))
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, "planted"), []byte(filepath.Base(dir)+"\n"), 0o600); err != nil {
+			return err
+		}
+		say("planted %s", filepath.Base(dir))
+	}
+	unix.Sync()
+	return nil
 }
