@@ -195,14 +195,16 @@ func verifyDump(t *testing.T, dir, fsImage string, c cycle, marker string) (vmco
 	if kdump {
 		loaded = checkKdump(t, vmcore, ram, crash, c)
 	} else {
-		loaded = checkELFCore(t, vmcore, ram, crash)
+		loaded = checkELFCore(t, c.Arch, vmcore, ram, crash)
 	}
 
 	// makedumpfile reads ELF and kdump-compressed dumps; Debian 12's build
 	// knows zlib and lzo only, so snappy and zstd dumps are read by crash
 	// and by our own reader instead.
 	dmesg = string(ours)
-	if comp := dumpCompression(t, vmcore); comp == "" || comp == "zlib" || comp == "none" {
+	if comp := dumpCompression(t, vmcore); !hostReads(c.Arch) {
+		t.Logf("makedumpfile --dump-dmesg left out: Debian's makedumpfile reads dumps of the host's machine only (%s dump)", c.Arch)
+	} else if comp == "" || comp == "zlib" || comp == "none" {
 		dmesgFile := filepath.Join(dir, "makedumpfile-dmesg.txt")
 		out, err := exec.Command("makedumpfile", "--dump-dmesg", vmcore, dmesgFile).CombinedOutput()
 		if err != nil {
@@ -243,7 +245,7 @@ func checkKdump(t *testing.T, vmcore string, ram []ramRange, crash ramRange, c c
 	if rel == nil {
 		t.Fatal("the first kernel printed no release")
 	}
-	checkRealDump(t, vmcore, rel[1], "")
+	checkDumpOf(t, c.Arch, vmcore, rel[1], "")
 	d, err := diskdump.OpenFile(vmcore)
 	if err != nil {
 		t.Fatal(err)
