@@ -18,7 +18,7 @@ import (
 // with CRASH_DM_CRYPT: Debian's own arm64 kernels (12 and 13, cloud and
 // generic flavours) are built without CONFIG_KEXEC_FILE, so no
 // kexec_file_load loader, ukdump's included, can load a crash kernel from
-// them (kexec-tools uses the older kexec_load). TestARM64Debian12 shows
+// them (kexec-tools uses the older kexec_load). TestGuestARM64Debian12 shows
 // what ukdump does there: it says so.
 
 var arm64Tools = []string{"qemu-system-aarch64", "mkfs.ext4", "debugfs"}
@@ -53,12 +53,12 @@ func crashDMKernelARM64(t *testing.T) kernel {
 	return kernel{Root: filepath.Dir(image), Release: img.Release, Image: image, Arch: qemu.ArchARM64}
 }
 
-// TestARM64Debian12 boots Debian 12's stock arm64 cloud kernel and runs
+// TestGuestARM64Debian12 boots Debian 12's stock arm64 cloud kernel and runs
 // the real "ukdump load": it reads the kernel as Debian ships it, resolves
 // the arm64 modules and builds the crash initramfs, and the kernel then
 // refuses kexec_file_load; ukdump must name the missing option, and the
 // machine must not be left with a crash kernel it believes loaded.
-func TestARM64Debian12(t *testing.T) {
+func TestGuestARM64Debian12(t *testing.T) {
 	t.Parallel()
 	requireTools(t, arm64Tools...)
 	dir := outDir(t)
@@ -89,9 +89,9 @@ func TestARM64Debian12(t *testing.T) {
 	}
 }
 
-// TestARM64CrashCycle: the whole product on arm64, dumping a whole ELF core
+// TestGuestARM64CrashCycle: the whole product on arm64, dumping a whole ELF core
 // (kept for the tests that read real vmcores on this x86_64 host).
-func TestARM64CrashCycle(t *testing.T) {
+func TestGuestARM64CrashCycle(t *testing.T) {
 	t.Parallel()
 	requireTools(t, arm64Tools...)
 	r := runPlain(t, plainCase{Kernel: crashDMKernelARM64(t), DiskMiB: 700, Conf: "path /var/crash\nformat elf\ndump_level 0\n",
@@ -99,9 +99,9 @@ func TestARM64CrashCycle(t *testing.T) {
 	saveVmcore(t, checkPlain(t, r, "ext4 on a virtio disk (arm64)"), "crashdm-7.3-arm64.vmcore")
 }
 
-// TestARM64LUKSInitrd: the key rides in the in-memory initramfs, as with
+// TestGuestARM64LUKSInitrd: the key rides in the in-memory initramfs, as with
 // Debian's kernels on x86_64; the volume as cryptsetup makes it by default.
-func TestARM64LUKSInitrd(t *testing.T) {
+func TestGuestARM64LUKSInitrd(t *testing.T) {
 	t.Parallel()
 	requireTools(t, append(arm64Tools, "cryptsetup")...)
 	r := runLUKS(t, luksCase{Kernel: crashDMKernelARM64(t), FSMiB: 600, Format: lukstest.Options{PBKDF: "argon2id", SectorSize: 4096},
@@ -109,17 +109,18 @@ func TestARM64LUKSInitrd(t *testing.T) {
 	wantLines(t, r.Cycle.First, "first kernel",
 		"key transport initrd",
 		"key from the live dm-crypt table (checked against the header digest)",
+		"FIRSTINIT CHECK mkinitrd-no-key PASS",
 		"(initrd transport, from dm-crypt table)",
 	)
 	wantLines(t, r.Cycle.Crash, "crash kernel", "opened LUKS2 "+r.Volume.Header.UUID)
 	checkLUKSDump(t, r, "ext4 on LUKS2 (Argon2id, 4096-byte sectors), arm64, key handed over in the in-memory initramfs")
 }
 
-// TestARM64LUKSKernel: CRASH_DM_CRYPT on arm64, where the kernel hands the
+// TestGuestARM64LUKSKernel: CRASH_DM_CRYPT on arm64, where the kernel hands the
 // keys over in the crash kernel's device tree (linux,dmcryptkeys) rather
 // than on its command line; configfs is the same. As on x86_64, a wrong
 // logon key is refused and a reload reuses the keys the kernel saved.
-func TestARM64LUKSKernel(t *testing.T) {
+func TestGuestARM64LUKSKernel(t *testing.T) {
 	t.Parallel()
 	requireTools(t, append(arm64Tools, "cryptsetup")...)
 	r := runLUKS(t, luksCase{Kernel: crashDMKernelARM64(t), FSMiB: 600, Format: lukstest.Options{PBKDF: "argon2id"},
@@ -128,6 +129,9 @@ func TestARM64LUKSKernel(t *testing.T) {
 	wantLines(t, r.Cycle.First, "first kernel",
 		"FIRSTINIT CHECK wrong-key PASS",
 		"key from logon key kdump-cryptsetup:vk-"+uuid+" (checked against the header digest)",
+		"FIRSTINIT CHECK mkinitrd-no-key PASS",
+		"FIRSTINIT CHECK reload-without-keys-refused PASS",
+		"reusing the key saved by the last load",
 		"FIRSTINIT reloaded with the saved keys",
 	)
 	wantLines(t, r.Cycle.Crash, "crash kernel", "asked the kernel to restore", "opened LUKS2 "+uuid)
