@@ -5,7 +5,7 @@ STATICCHECK := $(shell command -v staticcheck 2>/dev/null || echo $(GOBIN)/stati
 BUILD    := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w"
 DEMO_OUT ?= $(CURDIR)/out/demo
 
-.PHONY: all build deps hooks lint test unit test-arm64-unit test-arm64 e2e faults fuzz demo bench clean install uninstall deb deb-check
+.PHONY: all build deps hooks lint test unit test-arm64-unit e2e faults fuzz demo bench clean install uninstall deb deb-check
 
 all: build
 
@@ -66,28 +66,16 @@ fuzz:
 	.ci/fuzz $(FUZZTIME)
 
 # The test command of README.md and CI: lint, unit tests and the QEMU
-# end-to-end tests, then the tests that read the vmcores those real crashes
-# left (Debian 6.1 and 6.12, Linux 7.3) against makedumpfile, crash and
-# libkdumpfile. The arm64 guests are left to test-arm64 (CI runs both).
+# end-to-end tests (x86_64 and arm64 guests), then the tests that read the
+# vmcores those real crashes left (Debian 6.1 and 6.12, Linux 7.3 on
+# x86_64 and arm64) against makedumpfile, crash and libkdumpfile.
 VMCORE_DIR ?= $(HOME)/.cache/ukdump/vmcores/test
 REAL_VMCORES := UKDUMP_TEST_VMCORE=$(VMCORE_DIR)/debian-6.1.vmcore UKDUMP_TEST_VMCORE_612=$(VMCORE_DIR)/debian-6.12.vmcore \
-	UKDUMP_TEST_VMCORE_73=$(VMCORE_DIR)/crashdm-7.3.vmcore
-REAL_VMCORE_TESTS := ./pkg/vmcore/... ./pkg/diskdump/... ./pkg/collector/... ./cmds/ukdump/
+	UKDUMP_TEST_VMCORE_73=$(VMCORE_DIR)/crashdm-7.3.vmcore UKDUMP_TEST_VMCORE_73_ARM64=$(VMCORE_DIR)/crashdm-7.3-arm64.vmcore
 test: lint deb-check test-arm64-unit
 	rm -rf $(VMCORE_DIR)
-	UKDUMP_VMCORE_DIR=$(VMCORE_DIR) $(GO) test -count=1 -parallel 2 -timeout 60m -skip '^TestGuestARM64' ./...
-	$(REAL_VMCORES) $(GO) test -count=1 -timeout 20m $(REAL_VMCORE_TESTS)
-
-# The arm64 end-to-end tests (internal/e2e/arm64_test.go): QEMU's virt
-# machine under TCG, so each guest runs several times slower than an x86_64
-# one; apart from make test to keep it within its time. Then the real-vmcore
-# tests read the arm64 crash's vmcore on this host. Needs the arm64 kernels
-# .ci/deps fetches and cross-builds.
-ARM64_VMCORE_DIR ?= $(HOME)/.cache/ukdump/vmcores/test-arm64
-test-arm64:
-	rm -rf $(ARM64_VMCORE_DIR)
-	UKDUMP_E2E=1 UKDUMP_VMCORE_DIR=$(ARM64_VMCORE_DIR) $(GO) test -count=1 -parallel 2 -timeout 60m -v -run '^TestGuestARM64' ./internal/e2e/
-	UKDUMP_TEST_VMCORE_73_ARM64=$(ARM64_VMCORE_DIR)/crashdm-7.3-arm64.vmcore $(GO) test -count=1 -timeout 20m $(REAL_VMCORE_TESTS)
+	UKDUMP_VMCORE_DIR=$(VMCORE_DIR) $(GO) test -count=1 -parallel 2 -timeout 60m ./...
+	$(REAL_VMCORES) $(GO) test -count=1 -timeout 20m ./pkg/vmcore/... ./pkg/diskdump/... ./pkg/collector/... ./cmds/ukdump/
 
 # The whole crash cycle in QEMU, dumping to a LUKS2 volume, with a short
 # report. Debian's stock kernel, so no kernel build is needed.
