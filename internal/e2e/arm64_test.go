@@ -10,7 +10,6 @@ import (
 
 	"github.com/ukdump/ukdump/internal/qemu"
 	"github.com/ukdump/ukdump/pkg/armimage"
-	"github.com/ukdump/ukdump/pkg/luks/lukstest"
 )
 
 // The arm64 cases run on QEMU's virt machine under TCG (-cpu max). The
@@ -99,41 +98,22 @@ func TestGuestARM64CrashCycle(t *testing.T) {
 	saveVmcore(t, checkPlain(t, r, "ext4 on a virtio disk (arm64)"), "crashdm-7.3-arm64.vmcore")
 }
 
-// TestGuestARM64LUKSInitrd: the key rides in the in-memory initramfs, as with
-// Debian's kernels on x86_64; the volume as cryptsetup makes it by default.
+// TestGuestARM64LUKSInitrd: the key rides in the in-memory initramfs, as
+// with Debian's kernels on x86_64.
 func TestGuestARM64LUKSInitrd(t *testing.T) {
 	t.Parallel()
 	requireTools(t, append(arm64Tools, "cryptsetup")...)
-	r := runLUKS(t, luksCase{Kernel: crashDMKernelARM64(t), FSMiB: 600, Format: lukstest.Options{PBKDF: "argon2id", SectorSize: 4096},
-		Mode: "table", Conf: "key_transport initrd\n", Timeout: 10 * time.Minute})
-	wantLines(t, r.Cycle.First, "first kernel",
-		"key transport initrd",
-		"key from the live dm-crypt table (checked against the header digest)",
-		"FIRSTINIT CHECK mkinitrd-no-key PASS",
-		"(initrd transport, from dm-crypt table)",
-	)
-	wantLines(t, r.Cycle.Crash, "crash kernel", "opened LUKS2 "+r.Volume.Header.UUID)
-	checkLUKSDump(t, r, "ext4 on LUKS2 (Argon2id, 4096-byte sectors), arm64, key handed over in the in-memory initramfs")
+	luksInitrdCycle(t, luksCase{Kernel: crashDMKernelARM64(t), Conf: "key_transport initrd\n", Timeout: 10 * time.Minute},
+		"ext4 on LUKS2 (Argon2id, 4096-byte sectors), arm64, key handed over in the in-memory initramfs")
 }
 
-// TestGuestARM64LUKSKernel: CRASH_DM_CRYPT on arm64, where the kernel hands the
-// keys over in the crash kernel's device tree (linux,dmcryptkeys) rather
-// than on its command line; configfs is the same. As on x86_64, a wrong
-// logon key is refused and a reload reuses the keys the kernel saved.
+// TestGuestARM64LUKSKernel: CRASH_DM_CRYPT on arm64, where the kernel
+// tells the crash kernel of the keys in its device tree
+// (linux,dmcryptkeys) rather than on its command line; configfs is the
+// same, and so are the checks.
 func TestGuestARM64LUKSKernel(t *testing.T) {
 	t.Parallel()
 	requireTools(t, append(arm64Tools, "cryptsetup")...)
-	r := runLUKS(t, luksCase{Kernel: crashDMKernelARM64(t), FSMiB: 600, Format: lukstest.Options{PBKDF: "argon2id"},
-		Mode: "keyring", Conf: "key_transport kernel\n", Params: "ukdump.wrongkey=1 ukdump.reuse=1", Timeout: 10 * time.Minute})
-	uuid := r.Volume.Header.UUID
-	wantLines(t, r.Cycle.First, "first kernel",
-		"FIRSTINIT CHECK wrong-key PASS",
-		"key from logon key kdump-cryptsetup:vk-"+uuid+" (checked against the header digest)",
-		"FIRSTINIT CHECK mkinitrd-no-key PASS",
-		"FIRSTINIT CHECK reload-without-keys-refused PASS",
-		"reusing the key saved by the last load",
-		"FIRSTINIT reloaded with the saved keys",
-	)
-	wantLines(t, r.Cycle.Crash, "crash kernel", "asked the kernel to restore", "opened LUKS2 "+uuid)
-	checkLUKSDump(t, r, "ext4 on LUKS2 (Argon2id), arm64, key handed over by the kernel (CRASH_DM_CRYPT, device tree)")
+	luksKernelCycle(t, luksCase{Kernel: crashDMKernelARM64(t), Timeout: 10 * time.Minute},
+		"ext4 on LUKS2 (Argon2id), arm64, key handed over by the kernel (CRASH_DM_CRYPT, device tree)")
 }
