@@ -3,11 +3,12 @@ package main
 import (
 	"bytes"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/ukdump/ukdump/internal/vmcoretest"
 )
 
 func TestRunExitCodes(t *testing.T) {
@@ -190,13 +191,16 @@ func TestOfflineUsage(t *testing.T) {
 	}
 }
 
-// TestConvertInfoDmesg runs the offline verbs on a vmcore from a real crash
-// (UKDUMP_TEST_VMCORE, set by make test).
+// TestConvertInfoDmesg runs the offline verbs on vmcores from real crashes
+// (set by make test): x86_64's, and arm64's on this host of another
+// machine.
 func TestConvertInfoDmesg(t *testing.T) {
-	in := os.Getenv("UKDUMP_TEST_VMCORE")
-	if in == "" {
-		t.Skip("UKDUMP_TEST_VMCORE not set")
+	for _, env := range []string{vmcoretest.Debian61, vmcoretest.Linux73ARM64} {
+		t.Run(env, func(t *testing.T) { convertInfoDmesg(t, vmcoretest.Path(t, env)) })
 	}
+}
+
+func convertInfoDmesg(t *testing.T, in string) {
 	out := filepath.Join(t.TempDir(), "dump")
 	var o, e bytes.Buffer
 	if code := run([]string{"convert", "-q", "-d", "31", "-c", "zlib", in, out}, &o, &e); code != 0 {
@@ -209,7 +213,7 @@ func TestConvertInfoDmesg(t *testing.T) {
 	if code := run([]string{"info", out}, &o, &e); code != 0 {
 		t.Fatalf("info: %d %s", code, e.String())
 	}
-	for _, want := range []string{"format:        kdump", "dump level:    31", "compression:   zlib", "kernel:        6."} {
+	for _, want := range []string{"format:        kdump", "dump level:    31", "compression:   zlib", "kernel:        "} {
 		if !strings.Contains(o.String(), want) {
 			t.Errorf("info lacks %q:\n%s", want, o.String())
 		}

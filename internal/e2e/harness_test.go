@@ -46,9 +46,12 @@ func requireTools(t *testing.T, tools ...string) {
 	}
 }
 
-// kernel is an unpacked Debian kernel package.
+// kernel is an unpacked Debian kernel package, or a kernel built for the
+// tests.
 type kernel struct {
 	Root, Release, Image, ModDir string
+	// Arch is the kernel's machine; "" is x86_64.
+	Arch qemu.Arch
 }
 
 func testKernel(t *testing.T) kernel {
@@ -75,15 +78,20 @@ func debianKernel(t *testing.T, root string, args ...string) kernel {
 		need(t, "want one kernel image in %s/boot, have %v", root, images)
 	}
 	rel := strings.TrimPrefix(filepath.Base(images[0]), "vmlinuz-")
-	return kernel{Root: root, Release: rel, Image: images[0], ModDir: filepath.Join(root, "lib", "modules", rel)}
+	k := kernel{Root: root, Release: rel, Image: images[0], ModDir: filepath.Join(root, "lib", "modules", rel)}
+	if strings.HasSuffix(rel, "-arm64") {
+		k.Arch = qemu.ArchARM64
+	}
+	return k
 }
 
 // binaries builds the static programs that run in the guests, once per test
-// binary run.
+// binary run and guest architecture.
 type binaries struct {
-	once sync.Once
-	dir  string
-	err  error
+	goarch string
+	once   sync.Once
+	dir    string
+	err    error
 }
 
 func (b *binaries) get(t *testing.T) string {
@@ -99,7 +107,7 @@ func (b *binaries) get(t *testing.T) string {
 			"firstinit": "./firstinit",
 		} {
 			cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", filepath.Join(b.dir, name), pkg)
-			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOARCH="+b.goarch)
 			if out, err := cmd.CombinedOutput(); err != nil {
 				b.err = fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
 				return
@@ -112,7 +120,19 @@ func (b *binaries) get(t *testing.T) string {
 	return b.dir
 }
 
-var bins binaries
+var (
+	bins      = binaries{goarch: "amd64"}
+	binsARM64 = binaries{goarch: "arm64"}
+)
+
+// guestBinaries builds the guest programs for k's machine.
+func guestBinaries(t *testing.T, k kernel) string {
+	t.Helper()
+	if k.Arch == qemu.ArchARM64 {
+		return binsARM64.get(t)
+	}
+	return bins.get(t)
+}
 
 // outDir is where a case keeps its artifacts: $UKDUMP_E2E_OUT/<test name>
 // when set, so they survive the test, else a temporary directory.
@@ -208,6 +228,7 @@ type cycle struct {
 	First, Crash string // the two kernels' console output
 	Result       *qemu.Result
 	Err          error
+	Arch         qemu.Arch
 }
 
 type cycleOptions struct {
@@ -236,7 +257,7 @@ type cycleOptions struct {
 // QEMU exits. It keeps serial logs in dir.
 func runCycle(t *testing.T, dir string, o cycleOptions) cycle {
 	t.Helper()
-	binDir := bins.get(t)
+	binDir := guestBinaries(t, o.Kernel)
 	initrd := filepath.Join(dir, "first-initramfs.cpio.gz")
 	files := map[string]string{"etc/ukdump.conf": o.Conf}
 	for k, v := range o.Files {
@@ -254,9 +275,10 @@ func runCycle(t *testing.T, dir string, o cycleOptions) cycle {
 		ctx = context.Background()
 	}
 	qo := qemu.Options{
+		Arch:      o.Kernel.Arch,
 		Kernel:    o.Kernel.Image,
 		Initrd:    initrd,
-		Cmdline:   "console=ttyS0 panic=5 crashkernel=" + o.CrashKernel + " " + o.Params,
+		Cmdline:   "console=" + o.Kernel.Arch.Console() + " panic=5 crashkernel=" + o.CrashKernel + " " + o.Params,
 		MemoryMiB: o.MemoryMiB,
 		CPUs:      o.CPUs,
 		Disks:     o.Disks,
@@ -279,7 +301,7 @@ func runCycle(t *testing.T, dir string, o cycleOptions) cycle {
 		res, err = vm.Wait()
 		<-live
 	}
-	c := cycle{Result: res, Err: err}
+	c := cycle{Result: res, Err: err, Arch: o.Kernel.Arch}
 	c.First, c.Crash = splitBoots(res.Console)
 	os.WriteFile(filepath.Join(dir, "serial-first.log"), []byte(c.First), 0o644)
 	os.WriteFile(filepath.Join(dir, "serial-crash.log"), []byte(c.Crash), 0o644)
@@ -342,18 +364,25 @@ func iomem(t *testing.T, console string) (ram []ramRange, crash ramRange) {
 }
 
 // checkELFCore checks the dump with Go's debug/elf, which we did not write:
-// an x86_64 ELF core whose physical PT_LOAD ranges lie in the first
-// kernel's RAM outside the crash reservation, cover that RAM, and whose file
-// holds every byte they describe.
-func checkELFCore(t *testing.T, vmcore string, ram []ramRange, crash ramRange) (loaded uint64) {
+// an ELF core of the guest's machine whose physical PT_LOAD ranges lie in
+// the first kernel's RAM outside the crash reservation, cover that RAM, and
+// whose file holds every byte they describe.
+func checkELFCore(t *testing.T, arch qemu.Arch, vmcore string, ram []ramRange, crash ramRange) (loaded uint64) {
 	t.Helper()
 	f, err := elf.Open(vmcore)
 	if err != nil {
 		t.Fatalf("dump is not ELF: %v", err)
 	}
 	defer f.Close()
-	if f.Type != elf.ET_CORE || f.Machine != elf.EM_X86_64 || f.Class != elf.ELFCLASS64 {
-		t.Fatalf("dump is %v %v %v, want a 64-bit x86_64 core", f.Class, f.Type, f.Machine)
+	// The kernel image's own PT_LOAD: x86_64's __START_KERNEL_map, arm64's
+	// kimage in the upper half of the 48-bit kernel space (its linear map
+	// is the lower half).
+	machine, kernelText := elf.EM_X86_64, uint64(0xffffffff80000000)
+	if arch == qemu.ArchARM64 {
+		machine, kernelText = elf.EM_AARCH64, 0xffff800000000000
+	}
+	if f.Type != elf.ET_CORE || f.Machine != machine || f.Class != elf.ELFCLASS64 {
+		t.Fatalf("dump is %v %v %v, want a 64-bit %v core", f.Class, f.Type, f.Machine, machine)
 	}
 	st, err := os.Stat(vmcore)
 	if err != nil {
@@ -376,7 +405,7 @@ func checkELFCore(t *testing.T, vmcore string, ram []ramRange, crash ramRange) (
 		}
 		// The kernel text segment maps physical memory a second time
 		// at a kernel virtual address; it is counted once, below.
-		if p.Vaddr >= 0xffffffff80000000 {
+		if p.Vaddr >= kernelText {
 			continue
 		}
 		end := p.Paddr + p.Memsz - 1

@@ -177,15 +177,23 @@ func checkLUKSDump(t *testing.T, r luksResult, target string) {
 }
 
 // TestLUKSInitrd: Debian's stock 6.1 kernel has no CRASH_DM_CRYPT, so the
-// key rides in the in-memory initramfs. The volume is LUKS2 as cryptsetup
-// makes it by default (Argon2id with far more memory than the crash kernel
-// has, 4096-byte sectors on an image file); the first system mapped it with
-// the key in the dm-crypt table.
+// key rides in the in-memory initramfs.
 func TestLUKSInitrd(t *testing.T) {
 	t.Parallel()
 	requireTools(t, append(hostTools, "cryptsetup")...)
-	r := runLUKS(t, luksCase{Kernel: testKernel(t), FSMiB: 600, Format: lukstest.Options{PBKDF: "argon2id", SectorSize: 4096},
-		Mode: "table", Conf: "compression zlib\n", Timeout: 8 * time.Minute, Modules: luksModules})
+	luksInitrdCycle(t, luksCase{Kernel: testKernel(t), Conf: "compression zlib\n", Timeout: 8 * time.Minute, Modules: luksModules},
+		"ext4 on LUKS2 (Argon2id, 4096-byte sectors), key handed over in the in-memory initramfs")
+}
+
+// luksInitrdCycle runs and checks a cycle whose key rides in the in-memory
+// initramfs. The volume is LUKS2 as cryptsetup makes it by default
+// (Argon2id with far more memory than the crash kernel has, 4096-byte
+// sectors on an image file); the first system mapped it with the key in
+// the dm-crypt table.
+func luksInitrdCycle(t *testing.T, lc luksCase, target string) {
+	t.Helper()
+	lc.FSMiB, lc.Format, lc.Mode = 600, lukstest.Options{PBKDF: "argon2id", SectorSize: 4096}, "table"
+	r := runLUKS(t, lc)
 	wantLines(t, r.Cycle.First, "first kernel",
 		"key transport initrd",
 		"key from the live dm-crypt table (checked against the header digest)",
@@ -193,22 +201,31 @@ func TestLUKSInitrd(t *testing.T) {
 		"(initrd transport, from dm-crypt table)",
 	)
 	wantLines(t, r.Cycle.Crash, "crash kernel", "opened LUKS2 "+r.Volume.Header.UUID)
-	checkLUKSDump(t, r, "ext4 on LUKS2 (Argon2id, 4096-byte sectors), key handed over in the in-memory initramfs")
+	checkLUKSDump(t, r, target)
 }
 
-// TestLUKSKernel: the CRASH_DM_CRYPT kernel. The first system left the key
-// as the logon key kdump-cryptsetup:vk-<uuid> (systemd's link-volume-key);
-// a wrong logon key is refused at load time; the kernel carries the right
-// one to the crash kernel. After the load the logon key goes away, and
-// ukdump reload reloads the crash kernel with the keys the kernel saved
-// (reuse) by itself.
+// TestLUKSKernel: the CRASH_DM_CRYPT kernel. With scrub_keys no, the
+// control of the key scrub: the search that finds nothing in the other
+// cases must find the key.
 func TestLUKSKernel(t *testing.T) {
 	t.Parallel()
 	requireTools(t, append(hostTools, "cryptsetup")...)
-	r := runLUKS(t, luksCase{Kernel: crashDMKernel(t), FSMiB: 600, Format: lukstest.Options{PBKDF: "argon2id"},
-		// The control of the key scrub: with scrub_keys no, the search
-		// that finds nothing in the other cases must find the key.
-		Mode: "keyring", Conf: "key_transport kernel\nscrub_keys no\n", Params: "ukdump.wrongkey=1 ukdump.reuse=1", Timeout: 6 * time.Minute})
+	luksKernelCycle(t, luksCase{Kernel: crashDMKernel(t), Conf: "scrub_keys no\n", Timeout: 6 * time.Minute},
+		"ext4 on LUKS2 (Argon2id), key handed over by the kernel (CRASH_DM_CRYPT)")
+}
+
+// luksKernelCycle runs and checks a cycle with the kernel transport. The
+// first system left the key as the logon key kdump-cryptsetup:vk-<uuid>
+// (systemd's link-volume-key); a wrong logon key is refused at load time;
+// the kernel carries the right one to the crash kernel. After the load the
+// logon key goes away, and ukdump reload reloads the crash kernel with the
+// keys the kernel saved (reuse) by itself.
+func luksKernelCycle(t *testing.T, lc luksCase, target string) {
+	t.Helper()
+	lc.FSMiB, lc.Format, lc.Mode = 600, lukstest.Options{PBKDF: "argon2id"}, "keyring"
+	lc.Conf = "key_transport kernel\n" + lc.Conf
+	lc.Params = "ukdump.wrongkey=1 ukdump.reuse=1"
+	r := runLUKS(t, lc)
 	uuid := r.Volume.Header.UUID
 	wantLines(t, r.Cycle.First, "first kernel",
 		"FIRSTINIT CHECK wrong-key PASS",
@@ -220,7 +237,7 @@ func TestLUKSKernel(t *testing.T) {
 		"FIRSTINIT reloaded with the saved keys",
 	)
 	wantLines(t, r.Cycle.Crash, "crash kernel", "asked the kernel to restore", "opened LUKS2 "+uuid)
-	checkLUKSDump(t, r, "ext4 on LUKS2 (Argon2id), key handed over by the kernel (CRASH_DM_CRYPT)")
+	checkLUKSDump(t, r, target)
 }
 
 // TestLUKSTwoVolumes: ext4 on LUKS2 on LUKS1, both keys handed over in one

@@ -22,7 +22,9 @@ import (
 
 // Defaults used by Options when a field is left at its zero value.
 const (
-	DefaultBinary    = "qemu-system-x86_64"
+	DefaultBinary = "qemu-system-x86_64"
+	// ARM64Binary is the default binary of ArchARM64.
+	ARM64Binary      = "qemu-system-aarch64"
 	DefaultMemoryMiB = 512
 	DefaultCPUs      = 1
 	// DefaultTimeout bounds a run whose Options.Timeout is zero, so that a
@@ -31,18 +33,43 @@ const (
 	DefaultTimeout = 5 * time.Minute
 )
 
+// Arch is the guest's architecture.
+type Arch string
+
+// The architectures Run boots.
+const (
+	// ArchX86_64 is the default: the PC machine, serial console ttyS0.
+	ArchX86_64 Arch = "x86_64"
+	// ArchARM64 is QEMU's virt machine with the emulator's most capable
+	// CPU (-M virt -cpu max), booted with -kernel Image and its own device
+	// tree; serial console ttyAMA0; virtio disks on its PCIe host.
+	ArchARM64 Arch = "arm64"
+)
+
+// Console returns the kernel's name of the guest's serial console, for
+// console= on the kernel command line.
+func (a Arch) Console() string {
+	if a == ArchARM64 {
+		return "ttyAMA0"
+	}
+	return "ttyS0"
+}
+
 // Options describes one VM run. The zero value of every field but Kernel is
 // usable.
 type Options struct {
+	// Arch is the guest's architecture. Default ArchX86_64.
+	Arch Arch
 	// Binary is the QEMU executable, looked up in PATH when it has no
-	// slash. Default DefaultBinary.
+	// slash. Default DefaultBinary, or ARM64Binary for ArchARM64.
 	Binary string
-	// Kernel is the bzImage to boot with -kernel; required.
+	// Kernel is the kernel to boot with -kernel (a bzImage, or an arm64
+	// Image); required.
 	Kernel string
 	// Initrd is an optional initramfs passed with -initrd.
 	Initrd string
-	// Cmdline is the kernel command line. It needs console=ttyS0 for the
-	// guest's output to reach Console.
+	// Cmdline is the kernel command line. It needs console=ttyS0
+	// (Arch.Console) for the guest's output to reach Console.
 	Cmdline string
 	// MemoryMiB is the guest RAM. Default DefaultMemoryMiB.
 	MemoryMiB int
@@ -70,10 +97,13 @@ type Options struct {
 }
 
 func (o Options) binary() string {
-	if o.Binary == "" {
-		return DefaultBinary
+	switch {
+	case o.Binary != "":
+		return o.Binary
+	case o.Arch == ArchARM64:
+		return ARM64Binary
 	}
-	return o.Binary
+	return DefaultBinary
 }
 
 func (o Options) timeout() time.Duration {
@@ -94,13 +124,20 @@ func (o Options) Args() []string {
 	if cpus <= 0 {
 		cpus = DefaultCPUs
 	}
-	args := []string{
+	var args []string
+	if o.Arch == ArchARM64 {
+		// pauth-impdef: the emulator's own pointer authentication
+		// algorithm instead of QARMA, which costs TCG much time and that
+		// no guest can tell apart.
+		args = append(args, "-M", "virt", "-cpu", "max,pauth-impdef=on")
+	}
+	args = append(args,
 		"-accel", "tcg",
 		// -nographic puts the serial port on stdio; -monitor none keeps the
 		// monitor off it, so stdin (/dev/null) is never read for commands.
 		"-nographic",
 		"-monitor", "none",
-	}
+	)
 	if !o.Reboot {
 		// A guest reboot (panic=-1, sysrq-b, a finished kdump) ends the run
 		// instead of booting the first kernel again.

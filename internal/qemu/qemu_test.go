@@ -2,6 +2,7 @@ package qemu
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -110,5 +111,20 @@ func TestDefaults(t *testing.T) {
 	var o Options
 	if o.binary() != DefaultBinary || o.timeout() != DefaultTimeout {
 		t.Errorf("zero Options: binary %q timeout %v", o.binary(), o.timeout())
+	}
+}
+
+func TestARM64Args(t *testing.T) {
+	o := Options{Arch: ArchARM64, Kernel: "Image", Disks: []string{"d.img"}}
+	args := strings.Join(o.Args(), " ")
+	if o.binary() != ARM64Binary || !strings.HasPrefix(args, "-M virt -cpu max") || !strings.Contains(args, "-kernel Image") ||
+		!strings.Contains(args, "file=d.img,if=virtio,format=raw") {
+		t.Errorf("arm64: %s %s", o.binary(), args)
+	}
+	if ArchARM64.Console() != "ttyAMA0" || Arch("").Console() != "ttyS0" {
+		t.Error("consoles")
+	}
+	if (Options{}).binary() != DefaultBinary || strings.Contains(strings.Join(Options{Kernel: "k"}.Args(), " "), "virt") {
+		t.Error("x86_64 is the default")
 	}
 }

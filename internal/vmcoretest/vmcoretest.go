@@ -17,10 +17,14 @@ const (
 	Debian61  = "UKDUMP_TEST_VMCORE"     // Debian 12's Linux 6.1
 	Debian612 = "UKDUMP_TEST_VMCORE_612" // Debian's Linux 6.12
 	Linux73   = "UKDUMP_TEST_VMCORE_73"  // Linux 7.3 (the crashdm test kernel)
+	// Linux73ARM64 is the arm64 crashdm kernel's, read on this x86_64
+	// host as on any other.
+	Linux73ARM64 = "UKDUMP_TEST_VMCORE_73_ARM64"
 )
 
-// All returns the variables of all real vmcores, oldest kernel first.
-func All() []string { return []string{Debian61, Debian612, Linux73} }
+// All returns the variables of all real vmcores, oldest kernel first, the
+// arm64 one last.
+func All() []string { return []string{Debian61, Debian612, Linux73, Linux73ARM64} }
 
 // Path returns the file named by the environment variable env, or skips
 // the test when env is not set. A set variable is trusted: a file that is

@@ -1,6 +1,7 @@
 package capture
 
 import (
+	"github.com/ukdump/ukdump/internal/qemuuser"
 	"github.com/ukdump/ukdump/internal/vmcoretest"
 
 	"bytes"
@@ -120,6 +121,7 @@ func newFixture(t *testing.T) *fixture {
 // TestRunSteps checks that each failure names its step, and that a mounted
 // target is unmounted whatever failed.
 func TestRunSteps(t *testing.T) {
+	qemuuser.SkipWithoutOpenat2(t)
 	for _, tc := range []struct {
 		name      string
 		edit      func(t *testing.T, f *fixture)
@@ -177,6 +179,7 @@ func TestRunSteps(t *testing.T) {
 }
 
 func TestRun(t *testing.T) {
+	qemuuser.SkipWithoutOpenat2(t)
 	f := newFixture(t)
 	res, err := Run(t.Context(), f.cfg, f.env)
 	if err != nil {

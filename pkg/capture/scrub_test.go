@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ukdump/ukdump/internal/qemuuser"
 	"github.com/ukdump/ukdump/pkg/config"
 	"github.com/ukdump/ukdump/pkg/diskdump"
 	"github.com/ukdump/ukdump/pkg/scrub"
@@ -62,6 +63,7 @@ func dumpMemory(t *testing.T, f *fixture, res *Result) []byte {
 // and scrub.txt give the counts (and never a key), and the kept keys are
 // wiped once Run returns.
 func TestRunScrubs(t *testing.T) {
+	qemuuser.SkipWithoutOpenat2(t)
 	f, key, secrets := scrubFixture(t)
 	kept := f.env.Keys.Volumes()[0].Key
 	res, err := Run(t.Context(), f.cfg, f.env)
@@ -103,6 +105,7 @@ func TestRunScrubs(t *testing.T) {
 // TestRunKeepsKeys: with scrub_keys no the planted secrets stay, and
 // scrub.txt says so.
 func TestRunKeepsKeys(t *testing.T) {
+	qemuuser.SkipWithoutOpenat2(t)
 	f, _, secrets := scrubFixture(t)
 	f.cfg.Dump.KeepKeys = true
 	res, err := Run(t.Context(), f.cfg, f.env)
@@ -127,6 +130,7 @@ func TestRunKeepsKeys(t *testing.T) {
 // TestRunScrubFailureStillDumps: keys that do not match the volumes (a
 // bug) leave the dump unscrubbed, written, and scrub.txt says why.
 func TestRunScrubFailureStillDumps(t *testing.T) {
+	qemuuser.SkipWithoutOpenat2(t)
 	f, _, _ := scrubFixture(t)
 	f.env.Keys.Wipe()
 	res, err := Run(t.Context(), f.cfg, f.env)
@@ -144,6 +148,7 @@ func TestRunScrubFailureStillDumps(t *testing.T) {
 
 // TestRunWithoutVolumesHasNoScrubFile: a plain target gets no scrub.txt.
 func TestRunWithoutVolumesHasNoScrubFile(t *testing.T) {
+	qemuuser.SkipWithoutOpenat2(t)
 	f := newFixture(t)
 	res, err := Run(t.Context(), f.cfg, f.env)
 	if err != nil {

@@ -71,7 +71,14 @@ func DmesgFile(name string, w io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("collector: %s: %w", name, err)
 	}
-	t, err := vmcore.NewTranslator(&dumpMemory{d: d, page: make([]byte, d.Header().PageSize)}, info)
+	// The dump's machine, not this one's: an arm64 dump is read on an
+	// x86_64 host and the reverse.
+	uts := d.Header().UTS
+	m, ok := uts.ELFMachine()
+	if !ok {
+		return fmt.Errorf("collector: %s: dump header names machine %q, which ukdump does not read", name, uts.Machine)
+	}
+	t, err := vmcore.NewTranslator(&dumpMemory{d: d, page: make([]byte, d.Header().PageSize)}, info, m)
 	if err != nil {
 		return fmt.Errorf("collector: %s: %w", name, err)
 	}
@@ -128,12 +135,9 @@ func FileInfo(name string) (*Info, error) {
 		return nil, err
 	}
 	defer core.Close()
-	i := &Info{Format: diskdump.ELFFormat, PageSize: core.PageSize()}
-	for _, s := range core.Segments() {
-		if s.VirtStart < 0xffffffff80000000 {
-			i.RAMPages += s.MemSize / uint64(i.PageSize)
-		}
-	}
+	// The kernel image's second PT_LOAD (x86_64 and arm64 alike) overlaps
+	// RAM: RAMPages counts each page frame once.
+	i := &Info{Format: diskdump.ELFFormat, PageSize: core.PageSize(), RAMPages: core.RAMPages()}
 	i.DumpedPages = i.RAMPages
 	if info, err := core.VMCOREINFO(); err == nil {
 		i.Release = info.OSRelease()

@@ -110,7 +110,7 @@ func header(core *vmcore.Core, level vmcore.Level) (diskdump.Header, error) {
 		Notes:            core.NoteData(),
 		VMCOREINFOOffset: int64(off),
 		VMCOREINFOSize:   int64(size),
-		UTS:              diskdump.Utsname{Sysname: "Linux", Machine: "x86_64"},
+		UTS:              diskdump.Utsname{Sysname: "Linux", Machine: diskdump.UTSMachine(core.Machine())},
 		CrashTime:        time.Now(),
 	}
 	info, err := core.VMCOREINFO()

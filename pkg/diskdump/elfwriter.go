@@ -87,18 +87,8 @@ func NewELFWriter(w io.WriterAt, h Header, opt ELFOptions) (*ELFWriter, error) {
 	}
 	m := opt.Machine
 	if m == 0 {
-		switch h.UTS.Machine {
-		case "x86_64":
-			m = elf.EM_X86_64
-		case "aarch64", "arm64":
-			m = elf.EM_AARCH64
-		case "riscv64":
-			m = elf.EM_RISCV
-		case "ppc64", "ppc64le":
-			m = elf.EM_PPC64
-		case "s390x":
-			m = elf.EM_S390
-		default:
+		var ok bool
+		if m, ok = h.UTS.ELFMachine(); !ok {
 			return nil, fmt.Errorf("diskdump: unknown machine %q: set ELFOptions.Machine", h.UTS.Machine)
 		}
 	}

@@ -36,6 +36,7 @@ package diskdump
 
 import (
 	"bytes"
+	"debug/elf"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -79,6 +80,43 @@ var ErrFormat = errors.New("diskdump: malformed file")
 // on disk and longer values are truncated to 64 bytes.
 type Utsname struct {
 	Sysname, Nodename, Release, Version, Machine, Domainname string
+}
+
+// ELFMachine returns the ELF e_machine of the utsname machine, as the
+// kernel names it (uname -m): what the dump's page tables and registers
+// are, whatever machine reads the dump.
+func (u *Utsname) ELFMachine() (elf.Machine, bool) {
+	switch u.Machine {
+	case "x86_64":
+		return elf.EM_X86_64, true
+	case "aarch64", "arm64":
+		return elf.EM_AARCH64, true
+	case "riscv64":
+		return elf.EM_RISCV, true
+	case "ppc64", "ppc64le":
+		return elf.EM_PPC64, true
+	case "s390x":
+		return elf.EM_S390, true
+	}
+	return 0, false
+}
+
+// UTSMachine returns the utsname machine (uname -m) of an ELF e_machine,
+// for dumps whose kernel's utsname cannot be read.
+func UTSMachine(m elf.Machine) string {
+	switch m {
+	case elf.EM_X86_64:
+		return "x86_64"
+	case elf.EM_AARCH64:
+		return "aarch64"
+	case elf.EM_RISCV:
+		return "riscv64"
+	case elf.EM_PPC64:
+		return "ppc64le"
+	case elf.EM_S390:
+		return "s390x"
+	}
+	return ""
 }
 
 func (u *Utsname) fields() []*string {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ukdump/ukdump/internal/qemuuser"
 )
 
 var crash = time.Date(2026, 11, 26, 4, 5, 6, 0, time.UTC)
@@ -26,6 +28,7 @@ func TestName(t *testing.T) {
 }
 
 func TestCreateNeverReuses(t *testing.T) {
+	qemuuser.SkipWithoutOpenat2(t)
 	root := t.TempDir()
 	a, err := Create(root, "/var/crash", "h", crash)
 	if err != nil {
@@ -84,6 +87,7 @@ func TestWriteFileFailureKeepsPartial(t *testing.T) {
 // resolves inside the target filesystem, never in the crash kernel's own
 // root (RAM, lost at reboot); a dangling one or a file is an error.
 func TestCreateSymlinkStaysInRoot(t *testing.T) {
+	qemuuser.SkipWithoutOpenat2(t)
 	root := t.TempDir()
 	outside := t.TempDir()
 	if err := os.MkdirAll(filepath.Join(root, "var"), 0o755); err != nil {

@@ -41,10 +41,13 @@ const (
 type Inputs struct {
 	// Kernel names the kernel image, for the table.
 	Kernel string
-	// InitSize is the image's init_size (bzImage setup header): the memory
-	// the kernel needs from its load address to boot, its decompressed
-	// image with bss and brk.
+	// InitSize is the memory the kernel needs from its load address to
+	// boot, its decompressed image with bss and brk: the bzImage setup
+	// header's init_size, or the arm64 Image header's image_size.
 	InitSize uint64
+	// SizeTerm says where InitSize comes from, for the table (default
+	// "bzImage init_size").
+	SizeTerm string
 	// Initramfs is the size of the initramfs as loaded (compressed), and
 	// Unpacked the size of the files it holds: the kernel keeps both while
 	// it unpacks.
@@ -79,8 +82,12 @@ func Compute(in Inputs) Estimate {
 	if in.Compression != "" {
 		comp = in.Compression
 	}
+	sizeTerm := in.SizeTerm
+	if sizeTerm == "" {
+		sizeTerm = "bzImage init_size"
+	}
 	e := Estimate{Kernel: in.Kernel, Reserved: in.Reserved, Terms: []Term{
-		{"kernel image (bzImage init_size)", in.InitSize},
+		{"kernel image (" + sizeTerm + ")", in.InitSize},
 		{"initramfs as loaded (" + comp + ")", in.Initramfs},
 		{"initramfs unpacked", in.Unpacked},
 		{"kdumpinit peak (constant: does not grow with RAM)", KdumpinitPeak},

@@ -27,6 +27,12 @@ func LoadCrash(kernel, initrd *os.File, cmdline string) error {
 		return fmt.Errorf("kexec: load crash kernel: %w (is crashkernel= reserved, and large enough for kernel and initramfs?)", err)
 	case errors.Is(err, unix.EKEYREJECTED) || errors.Is(err, unix.ENOKEY):
 		return fmt.Errorf("kexec: load crash kernel: %w (the kernel requires a signed image)", err)
+	case errors.Is(err, unix.ENOSYS):
+		// Debian's arm64 kernels (12 and 13) are built so: kexec-tools
+		// loads them with the older kexec_load, which ukdump does not use.
+		return fmt.Errorf("kexec: load crash kernel: %w (the running kernel has no kexec_file_load: it was built without CONFIG_KEXEC_FILE)", err)
+	case errors.Is(err, unix.ENOEXEC):
+		return fmt.Errorf("kexec: load crash kernel: %w (the running kernel does not take this kernel image's format)", err)
 	case errors.Is(err, unix.EPERM):
 		return fmt.Errorf("kexec: load crash kernel: %w (need CAP_SYS_BOOT; lockdown or kexec_load_disabled may forbid it)", err)
 	}

@@ -8,19 +8,28 @@ import (
 )
 
 func TestCrashCmdline(t *testing.T) {
-	for _, tc := range []struct{ running, want string }{
-		{
-			"BOOT_IMAGE=/vmlinuz root=UUID=1 ro quiet splash crashkernel=256M console=ttyS0,115200 panic=5\n",
-			"console=ttyS0,115200 " + CrashArgs,
-		},
-		{
-			`console=tty0 dyndbg="file foo.c +p" rd.luks.uuid=x systemd.unit=a nr_cpus=8 net.ifnames=0`,
-			`console=tty0 dyndbg="file foo.c +p" net.ifnames=0 ` + CrashArgs,
-		},
-		{"", CrashArgs},
-	} {
-		if got := CrashCmdline(tc.running, nil); got != tc.want {
-			t.Errorf("CrashCmdline(%q)\n got %q\nwant %q", tc.running, got, tc.want)
+	for _, goarch := range []string{"amd64", "arm64"} {
+		args := CrashArgs(goarch)
+		for _, tc := range []struct{ running, want string }{
+			{
+				"BOOT_IMAGE=/vmlinuz root=UUID=1 ro quiet splash crashkernel=256M console=ttyS0,115200 panic=5\n",
+				"console=ttyS0,115200 " + args,
+			},
+			{
+				`console=tty0 dyndbg="file foo.c +p" rd.luks.uuid=x systemd.unit=a nr_cpus=8 net.ifnames=0`,
+				`console=tty0 dyndbg="file foo.c +p" net.ifnames=0 ` + args,
+			},
+			{"console=ttyAMA0 irqpoll", "console=ttyAMA0 " + args},
+			{"", args},
+		} {
+			if got := crashCmdline(goarch, tc.running, nil); got != tc.want {
+				t.Errorf("%s: CrashCmdline(%q)\n got %q\nwant %q", goarch, tc.running, got, tc.want)
+			}
+		}
+	}
+	for _, x86 := range []string{"irqpoll", "mce=off", "acpi_no_memhotplug"} {
+		if strings.Contains(CrashArgs("arm64"), x86) {
+			t.Errorf("arm64 crash arguments hold x86's %s", x86)
 		}
 	}
 	if got := CrashCmdline("console=ttyS0", []string{"loglevel=7"}); !strings.HasSuffix(got, " loglevel=7") {

@@ -348,9 +348,9 @@ func Load(p *Plan, out io.Writer) (st *State, err error) {
 	if err != nil {
 		return nil, err
 	}
-	kernel, err := os.Open(p.Options.Kernel)
+	kernel, err := openKernel(p.Options.Kernel)
 	if err != nil {
-		return nil, fmt.Errorf("loader: crash kernel: %w", err)
+		return nil, err
 	}
 	defer kernel.Close()
 	hand, err := prepareKeys(p, out)

@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/ukdump/ukdump/mkinitrd"
-	"github.com/ukdump/ukdump/pkg/bzimage"
 	"github.com/ukdump/ukdump/pkg/estimate"
 	"github.com/ukdump/ukdump/pkg/kexec"
 )
@@ -26,13 +25,14 @@ func (p *Plan) Estimate(reserved uint64) (estimate.Estimate, error) {
 }
 
 func (p *Plan) estimate(rep *mkinitrd.Report, reserved uint64) (estimate.Estimate, error) {
-	img, err := bzimage.ReadFile(p.Options.Kernel)
+	img, err := readKernel(p.Options.Kernel)
 	if err != nil {
 		return estimate.Estimate{}, fmt.Errorf("loader: estimate: %w", err)
 	}
 	return estimate.Compute(estimate.Inputs{
 		Kernel:      p.Options.Kernel,
-		InitSize:    uint64(img.Header.InitSize),
+		InitSize:    img.LoadSize,
+		SizeTerm:    img.SizeTerm,
 		Initramfs:   uint64(rep.Size),
 		Unpacked:    uint64(rep.Uncompressed),
 		Compression: string(rep.Compression),
@@ -65,7 +65,7 @@ func checkReservation(p *Plan) (kexec.Status, error) {
 // kernelRelease is the release of the kernel image: from its version
 // string, else from a file name such as vmlinuz-6.1.0-57-cloud-amd64.
 func kernelRelease(image string) string {
-	if img, err := bzimage.ReadFile(image); err == nil && img.Release != "" {
+	if img, err := readKernel(image); err == nil && img.Release != "" {
 		return img.Release
 	}
 	if _, rel, ok := strings.Cut(filepath.Base(image), "-"); ok {

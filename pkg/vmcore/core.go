@@ -1,6 +1,7 @@
 package vmcore
 
 import (
+	"debug/elf"
 	"fmt"
 	"io"
 	"os"
@@ -33,6 +34,7 @@ type Note struct {
 type Core struct {
 	r        io.ReaderAt
 	size     int64
+	machine  elf.Machine // e_machine: whose page tables and registers
 	closer   io.Closer
 	segs     []Segment // PT_LOAD in file order
 	byPhys   []Segment // sorted by PhysStart
@@ -93,7 +95,7 @@ func (c *Core) Close() error {
 	return c.closer.Close()
 }
 
-// NewCore parses an ELF64 little-endian ET_CORE x86_64 vmcore of the given
+// NewCore parses an ELF64 little-endian ET_CORE x86_64 or aarch64 vmcore of the given
 // size read through r. Malformed headers are errors (wrapping a
 // *FormatError); a missing or malformed VMCOREINFO note is not (see
 // Core.VMCOREINFO).
@@ -153,6 +155,21 @@ func (c *Core) NoteData() []byte { return c.notes }
 
 // Notes returns the notes found in NoteData.
 func (c *Core) Notes() []Note { return append([]Note(nil), c.noteList...) }
+
+// Machine returns the dead kernel's machine, from the ELF header:
+// elf.EM_X86_64 or elf.EM_AARCH64.
+func (c *Core) Machine() elf.Machine { return c.machine }
+
+// RAMPages returns the number of page frames in PT_LOAD segments, each
+// counted once (arm64's and x86_64's cores map the kernel image a second
+// time, at its own virtual address).
+func (c *Core) RAMPages() uint64 {
+	var n uint64
+	for _, r := range c.ram {
+		n += r.end - r.start
+	}
+	return n
+}
 
 // NrCPUs returns the number of NT_PRSTATUS notes (CPUs that saved state).
 func (c *Core) NrCPUs() int { return c.nrCPUs }

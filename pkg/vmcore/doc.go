@@ -3,14 +3,17 @@
 // of it in a file).
 //
 // It is the reading and filtering half of a makedumpfile-class core
-// collector, for x86_64 kernels:
+// collector, for x86_64 and arm64 kernels (the machine is the ELF header's,
+// whatever machine runs this code):
 //
 //   - [Core] parses the ELF64 ET_CORE headers: PT_LOAD segments (physical
 //     memory), the PT_NOTE bytes, the number of CPUs (NT_PRSTATUS notes) and
 //     the VMCOREINFO note, and reads physical memory page by page.
 //   - [VMCOREINFO] gives typed access to the kernel's VMCOREINFO text.
 //   - [Translator] translates kernel virtual addresses with the dead kernel's
-//     page tables (4- or 5-level, large pages, phys_base, sme_mask).
+//     page tables: x86_64 (4- or 5-level, large pages, phys_base, sme_mask)
+//     or arm64 (4, 16 or 64 KiB granules, 2 to 4 levels, blocks, 52-bit
+//     physical addresses with 64 KiB pages; LPA2 is refused).
 //   - [MemMap] locates the array of struct page (SPARSEMEM_VMEMMAP) and reads
 //     struct pages in batches.
 //   - [Classifier] decides, from struct pages, which page frames a dump level

@@ -46,6 +46,7 @@ func (c *Core) parseELF() error {
 	if err := checkHeader(&h); err != nil {
 		return err
 	}
+	c.machine = elf.Machine(h.Machine)
 	phnum, err := c.progCount(&h)
 	if err != nil {
 		return err
@@ -76,8 +77,8 @@ func (c *Core) parseELF() error {
 	return nil
 }
 
-// checkHeader accepts ELF64 little-endian ET_CORE x86_64 files. Its
-// errors are at offset 0: the ELF header.
+// checkHeader accepts ELF64 little-endian ET_CORE files of x86_64 and
+// aarch64. Its errors are at offset 0: the ELF header.
 func checkHeader(h *elf.Header64) error {
 	if string(h.Ident[:4]) != elf.ELFMAG {
 		return formatError(0, "not an ELF file")
@@ -89,8 +90,8 @@ func checkHeader(h *elf.Header64) error {
 	if t := elf.Type(h.Type); t != elf.ET_CORE {
 		return formatError(0, "ELF type %d: not a core file", h.Type)
 	}
-	if m := elf.Machine(h.Machine); m != elf.EM_X86_64 {
-		return formatError(0, "ELF machine %d: only x86_64 (62) is supported", h.Machine)
+	if m := elf.Machine(h.Machine); m != elf.EM_X86_64 && m != elf.EM_AARCH64 {
+		return formatError(0, "ELF machine %d: only x86_64 (62) and aarch64 (183) are supported", h.Machine)
 	}
 	if h.Phentsize != elfPhdrSize {
 		return formatError(0, "program header size %d, want %d", h.Phentsize, elfPhdrSize)

@@ -23,7 +23,7 @@ var ErrNotMapped = errors.New("not mapped")
 var ErrNoMemMap = errors.New("no struct page")
 
 // FormatError reports malformed input: an ELF core this package cannot
-// read (truncated, inconsistent headers, or not an x86_64 vmcore), a
+// read (truncated, inconsistent headers, or not an x86_64 or aarch64 vmcore), a
 // VMCOREINFO note with a malformed line or value, or kernel data that no
 // kernel writes (page tables pointing outside memory, an impossible
 // mem_section geometry). Every such error of the package is or wraps a

@@ -78,7 +78,7 @@ func TestFormatErrorELF(t *testing.T) {
 		{"ELF32", patchELF(core, func(h *elf.Header64, _ []elf.Prog64) { h.Ident[elf.EI_CLASS] = byte(elf.ELFCLASS32) }), "want ELF64 little-endian"},
 		{"big-endian", patchELF(core, func(h *elf.Header64, _ []elf.Prog64) { h.Ident[elf.EI_DATA] = byte(elf.ELFDATA2MSB) }), "want ELF64 little-endian"},
 		{"executable", patchELF(core, func(h *elf.Header64, _ []elf.Prog64) { h.Type = uint16(elf.ET_EXEC) }), "not a core file"},
-		{"arm64", patchELF(core, func(h *elf.Header64, _ []elf.Prog64) { h.Machine = uint16(elf.EM_AARCH64) }), "only x86_64"},
+		{"riscv", patchELF(core, func(h *elf.Header64, _ []elf.Prog64) { h.Machine = uint16(elf.EM_RISCV) }), "only x86_64 (62) and aarch64"},
 		{"phentsize", patchELF(core, func(h *elf.Header64, _ []elf.Prog64) { h.Phentsize = 32 }), "program header size 32"},
 		{"no program headers", patchELF(core, func(h *elf.Header64, _ []elf.Prog64) { h.Phnum = 0 }), "0 program headers"},
 		{"program headers beyond EOF", patchELF(core, func(h *elf.Header64, _ []elf.Prog64) { h.Phoff = uint64(len(core)) }), "program headers"},

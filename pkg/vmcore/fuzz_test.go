@@ -31,6 +31,7 @@ func smallCore(l synth.Layout) []byte {
 func FuzzCore(f *testing.F) {
 	f.Add(smallCore(synth.Layout61))
 	f.Add(smallCore(synth.Layout73))
+	f.Add(smallCore(synth.Layout73ARM64))
 	f.Add([]byte("\x7fELF\x02\x01\x01"))
 	f.Fuzz(fuzzCore)
 }
@@ -60,7 +61,7 @@ func fuzzCore(t *testing.T, data []byte) {
 		}
 		if tr, err := c.NewTranslator(); err == nil {
 			buf := make([]byte, 64)
-			for _, v := range []uint64{0xffffffff81000000, 0xffff888000000000, 0xffffea0000000000} {
+			for _, v := range []uint64{0xffffffff81000000, 0xffff888000000000, 0xffffea0000000000, 0xffff800080000000, 0xfffffc0000000000} {
 				_ = tr.ReadVirt(v, buf)
 			}
 		}

@@ -15,7 +15,10 @@ const (
 )
 
 // MemMap locates the kernel's array of struct page (SPARSEMEM, as on every
-// x86_64 kernel) through mem_section and reads struct pages. It is not safe
+// x86_64 and arm64 kernel) through mem_section and reads struct pages.
+// section_mem_map holds the vmemmap address of the section's first struct
+// page less its pfn (sparse_encode_mem_map), so neither SYMBOL(vmemmap)
+// nor arm64's NUMBER(VMEMMAP_START) is needed: the page tables map it. It is not safe
 // for concurrent use (it owns a Translator).
 type MemMap struct {
 	c           *Core

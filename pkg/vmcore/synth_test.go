@@ -2,12 +2,17 @@ package vmcore_test
 
 import (
 	"bytes"
+	"debug/elf"
 	"errors"
 	"testing"
 
 	"github.com/ukdump/ukdump/pkg/vmcore"
 	"github.com/ukdump/ukdump/pkg/vmcore/internal/synth"
 )
+
+// allLayouts are the synthetic kernels: x86_64 with 4 and 5 levels, and
+// arm64.
+var allLayouts = []synth.Layout{synth.Layout61, synth.Layout73, synth.Layout73L5, synth.Layout61ARM64, synth.Layout73ARM64}
 
 func openSynth(t testing.TB, l synth.Layout) (*synth.Kernel, *vmcore.Core) {
 	t.Helper()
@@ -21,7 +26,7 @@ func openSynth(t testing.TB, l synth.Layout) (*synth.Kernel, *vmcore.Core) {
 }
 
 func TestSyntheticCore(t *testing.T) {
-	for _, l := range []synth.Layout{synth.Layout61, synth.Layout73, synth.Layout73L5} {
+	for _, l := range allLayouts {
 		t.Run(l.Name(), func(t *testing.T) {
 			_, c := openSynth(t, l)
 			if c.NrCPUs() != 2 {
@@ -38,7 +43,10 @@ func TestSyntheticCore(t *testing.T) {
 			if string(c.NoteData()[off:off+size]) != l.VMCOREINFO() {
 				t.Errorf("VMCOREINFO location does not hold the note")
 			}
-			if pb, _ := info.PhysBase(); pb != uint64(0xffffffffffe00000) {
+			if want := map[bool]elf.Machine{false: elf.EM_X86_64, true: elf.EM_AARCH64}[l.ARM64()]; c.Machine() != want {
+				t.Errorf("Machine %v, want %v", c.Machine(), want)
+			}
+			if pb, _ := info.PhysBase(); !l.ARM64() && pb != uint64(0xffffffffffe00000) {
 				t.Errorf("PhysBase %#x", pb)
 			}
 			for pfn, want := range map[uint64]bool{0: true, 0x7ff: true, 0x800: false, 0x8ff: false, 0x900: true, 0x9ff: true, 0xa00: false} {
@@ -81,7 +89,7 @@ func TestSyntheticCore(t *testing.T) {
 }
 
 func TestSyntheticScan(t *testing.T) {
-	for _, l := range []synth.Layout{synth.Layout61, synth.Layout73, synth.Layout73L5} {
+	for _, l := range allLayouts {
 		t.Run(l.Name(), func(t *testing.T) {
 			k, c := openSynth(t, l)
 			s, err := c.NewScanner(vmcore.MaxLevel, 0)
@@ -154,7 +162,7 @@ func TestSyntheticScan(t *testing.T) {
 // TestClassifyBatchSizes checks that the result does not depend on how the
 // struct pages are cut into batches (pending ranges carry across).
 func TestClassifyBatchSizes(t *testing.T) {
-	for _, l := range []synth.Layout{synth.Layout61, synth.Layout73, synth.Layout73L5} {
+	for _, l := range allLayouts {
 		k, c := openSynth(t, l)
 		info, _ := c.VMCOREINFO()
 		cl, err := vmcore.NewClassifier(info, vmcore.MaxLevel)

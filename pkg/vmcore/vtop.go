@@ -1,53 +1,62 @@
 package vmcore
 
 import (
+	"debug/elf"
 	"encoding/binary"
 	"errors"
 	"fmt"
 )
 
-// startKernelMap is __START_KERNEL_map on x86_64: kernel text addresses are
-// physical addresses + startKernelMap - phys_base.
-const startKernelMap = 0xffffffff80000000
-
-const (
-	pteMask    = 0x000ffffffffff000 // physical address bits of a page-table entry
-	ptePresent = 1 << 0
-	ptePSE     = 1 << 7 // large page (in PUD and PMD entries)
-	size2M     = 1 << 21
-	size1G     = 1 << 30
-)
-
-// Translator translates x86_64 kernel virtual addresses to physical
-// addresses by walking the dead kernel's page tables (4 or 5 levels, 1 GiB
-// and 2 MiB pages). It caches the last 2 MiB translation and page table, so
-// it is cheap for sequential reads such as the vmemmap. A Translator is not
-// safe for concurrent use; make one per goroutine.
-type Translator struct {
-	mem      PhysReader
-	root     uint64 // physical address of the top-level page table
-	levels   int
-	addrMask uint64 // entry bits that hold a physical address
-
-	// cache of the last 2 MiB region resolved
-	region    uint64 // vaddr >> 21, valid if haveReg
-	haveReg   bool
-	regLarge  bool   // region mapped by a large page starting at regPhys
-	regPhys   uint64 // large: physical address of the region's start
-	regPTE    [512]uint64
-	regPTEPhy uint64
+// pageTables is one architecture's page-table format: how to read an
+// entry. The walk itself (Translator.resolve) is shared: both x86_64 and
+// arm64 use radix trees of 8-byte entries, one table per page.
+type pageTables interface {
+	// valid reports whether a table or block entry (above the last level)
+	// at a level whose entries each span 1<<shift bytes maps anything.
+	valid(e uint64, shift uint) bool
+	// block reports whether a valid entry at a level whose entries each
+	// span 1<<shift bytes maps a block of that size, not a next table.
+	block(e uint64, shift uint) bool
+	// leaf reports whether a last-level entry maps a page.
+	leaf(e uint64) bool
+	// addr returns the physical address an entry holds.
+	addr(e uint64) uint64
 }
 
-// NewTranslator builds a translator from VMCOREINFO: the page table root is
-// SYMBOL(init_top_pgt) - __START_KERNEL_map + NUMBER(phys_base); five
-// levels when NUMBER(pgtable_l5_enabled) is 1; NUMBER(sme_mask) is removed
-// from entries.
+// Translator translates kernel virtual addresses to physical addresses by
+// walking the dead kernel's page tables: x86_64 (4 or 5 levels, 1 GiB and
+// 2 MiB pages) or arm64 (4, 16 or 64 KiB granules, 2 to 4 levels, block
+// mappings). It caches the last region that one last-level table covers
+// (2 MiB with 4 KiB pages) and that table, so it is cheap for sequential
+// reads such as the vmemmap. A Translator is not safe for concurrent use;
+// make one per goroutine.
+type Translator struct {
+	mem       PhysReader
+	pt        pageTables
+	root      uint64 // physical address of the top-level table
+	topShift  uint   // bytes one top-level entry spans, log2
+	topIndex  uint64 // mask of the top-level index
+	levelBits uint   // index bits of each lower level
+	pageShift uint
+	regShift  uint // bytes one last-level table spans, log2
+
+	// cache of the last region resolved
+	region   uint64 // vaddr >> regShift, valid if haveReg
+	haveReg  bool
+	regLarge bool     // region mapped by a block starting at regPhys
+	regPhys  uint64   // large: physical address of the region's start
+	regPTE   []uint64 // else: the region's last-level table
+	tableBuf []byte
+}
+
+// NewTranslator builds a translator for the machine of the core's ELF
+// header (see NewTranslator).
 func (c *Core) NewTranslator() (*Translator, error) {
 	info, err := c.VMCOREINFO()
 	if err != nil {
 		return nil, err
 	}
-	return NewTranslator(c, info)
+	return NewTranslator(c, info, c.Machine())
 }
 
 // PhysReader reads the dead kernel's physical memory: a Core, or a
@@ -57,29 +66,30 @@ type PhysReader interface {
 }
 
 // NewTranslator builds a translator over any physical memory reader, e.g.
-// a kdump-compressed dump, with the VMCOREINFO it carries.
-func NewTranslator(mem PhysReader, info *VMCOREINFO) (*Translator, error) {
-	top, ok := info.Symbol("init_top_pgt")
-	if !ok {
-		if top, ok = info.Symbol("swapper_pg_dir"); !ok {
-			return nil, errors.New("vmcore: VMCOREINFO lacks SYMBOL(init_top_pgt) and SYMBOL(swapper_pg_dir)")
-		}
+// a kdump-compressed dump, with the VMCOREINFO it carries, for the dead
+// kernel's machine (the ELF header's e_machine, or the dump header's
+// utsname machine: never the machine this program runs on).
+func NewTranslator(mem PhysReader, info *VMCOREINFO, m elf.Machine) (*Translator, error) {
+	var (
+		t   *Translator
+		err error
+	)
+	switch m {
+	case elf.EM_X86_64:
+		t, err = newX86Translator(info)
+	case elf.EM_AARCH64:
+		t, err = newARM64Translator(info)
+	default:
+		return nil, fmt.Errorf("vmcore: page tables of machine %v are not supported (x86_64 and aarch64 are)", m)
 	}
-	physBase, ok := info.PhysBase()
-	if !ok {
-		return nil, errors.New("vmcore: VMCOREINFO lacks NUMBER(phys_base)")
+	if err != nil {
+		return nil, fmt.Errorf("vmcore: %w", err)
 	}
-	if top < startKernelMap {
-		return nil, fmt.Errorf("vmcore: %w", formatError(-1, "page table root %#x is not a kernel text address", top))
-	}
-	t := &Translator{mem: mem, root: top - startKernelMap + physBase, levels: 4, addrMask: pteMask}
-	if l5, ok := info.Number("pgtable_l5_enabled"); ok && l5 != 0 {
-		t.levels = 5
-	}
-	if sme, ok := info.Number("sme_mask"); ok {
-		t.addrMask &^= uint64(sme)
-	}
-	if t.root&0xfff != 0 {
+	t.mem = mem
+	t.regShift = t.pageShift + t.levelBits
+	t.regPTE = make([]uint64, 1<<t.levelBits)
+	t.tableBuf = make([]byte, 8<<t.levelBits)
+	if t.root&(1<<t.pageShift-1) != 0 {
 		return nil, fmt.Errorf("vmcore: %w", formatError(offset(t.root), "page table root %#x is not page aligned", t.root))
 	}
 	return t, nil
@@ -104,72 +114,59 @@ func tableError(vaddr, paddr uint64, err error) error {
 	return fmt.Errorf("%s: %w", msg, err)
 }
 
-// resolve fills the cache for the 2 MiB region holding vaddr.
+// resolve fills the cache for the region holding vaddr: the entries above
+// the last level, down to the one that spans a whole region, then that
+// region's last-level table.
 func (t *Translator) resolve(vaddr uint64) error {
 	t.haveReg = false
 	table := t.root
-	shift := uint(39)
-	if t.levels == 5 {
-		shift = 48
-	}
-	for ; shift > 21; shift -= 9 {
-		e, err := t.entry(table, (vaddr>>shift)&511)
+	mask := t.topIndex
+	for shift := t.topShift; shift >= t.regShift; shift -= t.levelBits {
+		e, err := t.entry(table, (vaddr>>shift)&mask)
 		if err != nil {
 			return tableError(vaddr, table, err)
 		}
-		if e&ptePresent == 0 {
+		if !t.pt.valid(e, shift) {
 			return fmt.Errorf("virtual address %#x: %w", vaddr, ErrNotMapped)
 		}
-		if shift == 30 && e&ptePSE != 0 { // 1 GiB page
-			t.region, t.haveReg, t.regLarge = vaddr>>21, true, true
-			t.regPhys = e&t.addrMask&^(size1G-1) + vaddr&(size1G-1)&^(size2M-1)
+		if t.pt.block(e, shift) {
+			span := uint64(1) << shift
+			t.region, t.haveReg, t.regLarge = vaddr>>t.regShift, true, true
+			t.regPhys = t.pt.addr(e)&^(span-1) + vaddr&(span-1)&^(1<<t.regShift-1)
 			return nil
 		}
-		table = e & t.addrMask
+		table = t.pt.addr(e)
+		mask = 1<<t.levelBits - 1
 	}
-	e, err := t.entry(table, (vaddr>>21)&511) // PMD
-	if err != nil {
+	if err := t.mem.ReadPhys(t.tableBuf, table); err != nil {
 		return tableError(vaddr, table, err)
 	}
-	if e&ptePresent == 0 {
-		return fmt.Errorf("virtual address %#x: %w", vaddr, ErrNotMapped)
-	}
-	if e&ptePSE != 0 {
-		t.region, t.haveReg, t.regLarge = vaddr>>21, true, true
-		t.regPhys = e & t.addrMask &^ (size2M - 1)
-		return nil
-	}
-	pt := e & t.addrMask
-	var b [4096]byte
-	if err := t.mem.ReadPhys(b[:], pt); err != nil {
-		return tableError(vaddr, pt, err)
-	}
 	for i := range t.regPTE {
-		t.regPTE[i] = binary.LittleEndian.Uint64(b[i*8:])
+		t.regPTE[i] = binary.LittleEndian.Uint64(t.tableBuf[i*8:])
 	}
-	t.region, t.haveReg, t.regLarge, t.regPTEPhy = vaddr>>21, true, false, pt
+	t.region, t.haveReg, t.regLarge = vaddr>>t.regShift, true, false
 	return nil
 }
 
 // translate returns the physical address of vaddr and how many bytes from
 // it are physically contiguous within the mapping (up to the end of its
-// 4 KiB page or 2 MiB region).
+// page or region).
 func (t *Translator) translate(vaddr uint64) (uint64, uint64, error) {
-	if !t.haveReg || t.region != vaddr>>21 {
+	if !t.haveReg || t.region != vaddr>>t.regShift {
 		if err := t.resolve(vaddr); err != nil {
 			return 0, 0, err
 		}
 	}
 	if t.regLarge {
-		off := vaddr & (size2M - 1)
-		return t.regPhys + off, size2M - off, nil
+		off := vaddr & (1<<t.regShift - 1)
+		return t.regPhys + off, 1<<t.regShift - off, nil
 	}
-	e := t.regPTE[(vaddr>>12)&511]
-	if e&ptePresent == 0 {
+	e := t.regPTE[(vaddr>>t.pageShift)&(1<<t.levelBits-1)]
+	if !t.pt.leaf(e) {
 		return 0, 0, fmt.Errorf("virtual address %#x: %w", vaddr, ErrNotMapped)
 	}
-	off := vaddr & 0xfff
-	return e&t.addrMask + off, 0x1000 - off, nil
+	off := vaddr & (1<<t.pageShift - 1)
+	return t.pt.addr(e)&^(1<<t.pageShift-1) + off, 1<<t.pageShift - off, nil
 }
 
 // VirtToPhys translates a kernel virtual address.
@@ -189,7 +186,7 @@ func (t *Translator) ReadVirt(vaddr uint64, buf []byte) error {
 			return fmt.Errorf("vmcore: %w", err)
 		}
 		n = min(n, uint64(len(buf)))
-		// Merge physically contiguous 4 KiB pages into one read.
+		// Merge physically contiguous pages into one read.
 		for n < uint64(len(buf)) {
 			p2, n2, err := t.translate(vaddr + n)
 			if err != nil || p2 != p+n {

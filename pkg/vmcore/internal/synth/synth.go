@@ -1,5 +1,9 @@
-// Package synth builds a synthetic x86_64 kernel memory image and its ELF
-// vmcore, for tests of package vmcore and printk that need no real vmcore.
+// Package synth builds a synthetic x86_64 or arm64 kernel memory image and
+// its ELF vmcore, for tests of package vmcore and printk that need no real
+// vmcore. Both machines' kernels have the same memory at the same virtual
+// addresses (arm64 with 4 KiB pages and 48-bit addresses indexes its four
+// levels as x86_64 does); only the page-table entries, the VMCOREINFO
+// lines that locate the page tables and the ELF machine differ.
 package synth
 
 import (
@@ -32,6 +36,7 @@ const (
 	startKernelMap = 0xffffffff80000000
 	etCore         = 4
 	emX86_64       = 62
+	emAArch64      = 183
 	elfHeaderSize  = 64
 	elfPhdrSize    = 56
 	ptLoad         = 1
@@ -69,10 +74,11 @@ const (
 	synthCountBits  = 4
 )
 
-// Layout is a struct page layout: Linux 6.1 or 7.3 style.
+// Layout is a struct page layout: Linux 6.1 or 7.3 style, on x86_64 or
+// arm64.
 type Layout struct {
 	name                              string
-	v73, l5                           bool
+	v73, l5, arm64                    bool
 	lru, private, swapcache, swapback int
 	slab, hwpoison                    int
 	head                              uint64
@@ -85,6 +91,15 @@ var (
 	Layout73   = Layout{name: "7.3", v73: true, lru: 5, private: 14, swapcache: 10, swapback: 17, slab: -1, hwpoison: 22, head: 1 << 6}
 	Layout73L5 = Layout{name: "7.3-l5", v73: true, l5: true, lru: 5, private: 14, swapcache: 10, swapback: 17, slab: -1, hwpoison: 22, head: 1 << 6}
 )
+
+// Layout61ARM64 and Layout73ARM64 are the two layouts on arm64.
+var (
+	Layout61ARM64 = Layout{name: "6.1-arm64", arm64: true, lru: 4, private: 13, swapcache: 10, swapback: 19, slab: 9, hwpoison: 23, head: 1 << 16}
+	Layout73ARM64 = Layout{name: "7.3-arm64", v73: true, arm64: true, lru: 5, private: 14, swapcache: 10, swapback: 17, slab: -1, hwpoison: 22, head: 1 << 6}
+)
+
+// ARM64 reports whether the layout is of an arm64 kernel.
+func (l Layout) ARM64() bool { return l.arm64 }
 
 // Page type values of the two generations.
 func (l Layout) buddy() uint32 {
@@ -177,6 +192,18 @@ func (l Layout) VMCOREINFO() string {
 	} else {
 		w("NUMBER(HUGETLB_PAGE_DTOR)=2")
 	}
+	if l.arm64 {
+		// arch/arm64/kernel/vmcore_info.c prints these in hex.
+		w("SYMBOL(swapper_pg_dir)=%x", uint64(synthKText+0x100000))
+		w("NUMBER(VA_BITS)=48")
+		w("NUMBER(kimage_voffset)=%#x", uint64(synthKText))
+		w("NUMBER(PHYS_OFFSET)=0x0")
+		w("NUMBER(TCR_EL1_T1SZ)=0x10")
+		w("KERNELOFFSET=0")
+		w("NUMBER(KERNELPACMASK)=0x0")
+		w("CRASHTIME=1795668434")
+		return b.String()
+	}
 	w("NUMBER(phys_base)=%d", synthPhysBase)
 	if l.l5 {
 		w("SYMBOL(init_top_pgt)=%x", uint64(synthKText+synthPML5))
@@ -255,21 +282,26 @@ func (k *Kernel) run(pfn, n uint64, r Reason) {
 func New(l Layout) *Kernel {
 	k := &Kernel{l: l, mem: make([]byte, 8<<20), hi: make([]byte, 1<<20), want: map[uint64]Reason{}, pages: map[uint64]synthPage{}}
 	const pml4, pdptK, pdK, pdptD, pdptV, pdV, ptV = 0x100000, 0x101000, 0x102000, 0x103000, 0x104000, 0x105000, 0x106000
-	const p, pse = 0x63, 0x80        // present|rw|accessed|dirty, large page
+	// x86_64: present|rw|accessed|dirty, and the large-page bit for
+	// blocks. arm64: valid|table, valid|page|AF, valid|AF (a block).
+	p, page, block := uint64(0x63), uint64(0x63), uint64(0x63|0x80)
+	if l.arm64 {
+		p, page, block = 3, 3|1<<10, 1|1<<10
+	}
 	k.put64(synthPML5+511*8, pml4|p) // used with 5-level paging only
 	k.put64(pml4+511*8, pdptK|p)
 	k.put64(pdptK+510*8, pdK|p)
 	for i := uint64(0); i < 4; i++ { // 0xffffffff80200000 + i*2M -> i*2M
-		k.put64(pdK+(i+1)*8, i<<21|p|pse)
+		k.put64(pdK+(i+1)*8, i<<21|block)
 	}
 	k.put64(pml4+273*8, pdptD|p)
-	k.put64(pdptD, p|pse) // 1 GiB page at physical 0
+	k.put64(pdptD, block) // 1 GiB page at physical 0
 	k.put64(pml4+468*8, pdptV|p)
 	k.put64(pdptV, pdV|p)
 	k.put64(pdV, ptV|p)
 	for i := uint64(0); i < MaxPFN*64/4096; i++ {
 		if i != synthMissingPT {
-			k.put64(ptV+i*8, (synthMemmapPhys+i*4096)|p)
+			k.put64(ptV+i*8, (synthMemmapPhys+i*4096)|page)
 		}
 	}
 	k.put64(0x107000, synthDirect+0x108000)     // root 0
@@ -413,8 +445,12 @@ func (k *Kernel) ELF() []byte {
 		notes.Write(desc)
 		notes.Write(make([]byte, align4(len(desc))-len(desc)))
 	}
-	note("CORE", ntPRStatus, make([]byte, 336))
-	note("CORE", ntPRStatus, make([]byte, 336))
+	prstatus := 336 // sizeof(struct elf_prstatus) on x86_64
+	if k.l.arm64 {
+		prstatus = 392
+	}
+	note("CORE", ntPRStatus, make([]byte, prstatus))
+	note("CORE", ntPRStatus, make([]byte, prstatus))
 	note(vmcoreinfoName, 0, []byte(k.l.VMCOREINFO()))
 	type seg struct {
 		phys, filesz, memsz uint64
@@ -429,7 +465,11 @@ func (k *Kernel) ELF() []byte {
 	out := make([]byte, 0x2000)
 	copy(out, "\x7fELF\x02\x01\x01")
 	le.PutUint16(out[16:], etCore)
-	le.PutUint16(out[18:], emX86_64)
+	if k.l.arm64 {
+		le.PutUint16(out[18:], emAArch64)
+	} else {
+		le.PutUint16(out[18:], emX86_64)
+	}
 	le.PutUint32(out[20:], 1)
 	le.PutUint64(out[32:], elfHeaderSize)
 	le.PutUint16(out[52:], elfHeaderSize)
