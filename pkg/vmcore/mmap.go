@@ -249,10 +249,13 @@ func ReadablePages(data []byte, pageSize int) (n int) {
 }
 
 // recoverFault recovers a memory fault, setting *ok false; any other
-// panic goes on.
+// panic goes on. A fault is a runtime.Error: with an Addr method as the
+// kernel reports it, or a nil dereference where the address is not given
+// (qemu-user reports 0); the guarded code, a copy or a load between
+// checked bounds, cannot raise any other runtime error.
 func recoverFault(ok *bool) {
 	if r := recover(); r != nil {
-		if _, fault := r.(interface{ Addr() uintptr }); !fault {
+		if _, fault := r.(runtime.Error); !fault {
 			panic(r)
 		}
 		*ok = false
