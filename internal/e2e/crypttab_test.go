@@ -45,14 +45,14 @@ func TestInstallSystemdCryptsetup(t *testing.T) {
 	t.Run("stock", func(t *testing.T) {
 		t.Parallel()
 		systemdCryptsetupCase(t, img, qemuSystem{Kernel: img.Kernel, Initrd: img.Initrd,
-			Cmdline: "root=UUID=" + img.UUID + " ro console=ttyS0 crashkernel=256M panic=10"}, img.Release, "user", nil)
+			Cmdline: "root=UUID=" + img.UUID + " ro console=ttyS0 crashkernel=" + realsysCrashkernel() + " panic=10"}, img.Release, "user", nil)
 	})
 	t.Run("crashdm", func(t *testing.T) {
 		t.Parallel()
 		k := crashDMKernel(t)
 		files := map[string]string{"/boot/vmlinuz-" + k.Release: k.Image, "/boot/config-" + k.Release: filepath.Join(k.Root, "config")}
 		systemdCryptsetupCase(t, img, qemuSystem{Kernel: k.Image,
-			Cmdline: "root=/dev/vda ro console=ttyS0 crashkernel=256M panic=10"}, k.Release, "logon", files)
+			Cmdline: "root=/dev/vda ro console=ttyS0 crashkernel=" + realsysCrashkernel() + " panic=10"}, k.Release, "logon", files)
 	})
 }
 

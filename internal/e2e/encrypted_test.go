@@ -61,7 +61,7 @@ func TestInstallEncryptedLVM(t *testing.T) {
 			t.Fatal(err)
 		}
 		return startSystem(t, ctx, qemuSystem{Kernel: img.Kernel, Initrd: initrd,
-			Cmdline: "root=/dev/mapper/vg0-root ro console=ttyS0 crashkernel=256M panic=10",
+			Cmdline: "root=/dev/mapper/vg0-root ro console=ttyS0 crashkernel=" + realsysCrashkernel() + " panic=10",
 			Disks:   []string{disk, boot}, MemoryMiB: 1024, LogDir: logDir})
 	}
 	unlock := func(s *system) {

@@ -38,13 +38,7 @@ func TestInstallDebian(t *testing.T) {
 	defer cancel()
 	report := &strings.Builder{}
 	start := time.Now()
-	// UKDUMP_E2E_REALSYS_CRASHKERNEL changes the reservation, to find the
-	// smallest that works and compare it with ukdump estimate.
-	crashkernel := os.Getenv("UKDUMP_E2E_REALSYS_CRASHKERNEL")
-	if crashkernel == "" {
-		crashkernel = "256M"
-	}
-	s := bootSystem(t, ctx, img, disk, dir, crashkernel, 1024)
+	s := bootSystem(t, ctx, img, disk, dir, realsysCrashkernel(), 1024)
 	fmt.Fprintf(report, "first boot to shell: %.0f s\n", time.Since(start).Seconds())
 
 	// 1. Install as an administrator would.
@@ -121,6 +115,16 @@ func TestInstallDebian(t *testing.T) {
 	checkRealDump(t, dumps[0], img.Release, marker)
 	os.WriteFile(filepath.Join(dir, "report.txt"), []byte(report.String()), 0o644)
 	t.Logf("report:\n%s", report)
+}
+
+// realsysCrashkernel is the reservation of the real-system tests: 256M, or
+// UKDUMP_E2E_REALSYS_CRASHKERNEL, to find the smallest that works for each
+// layout and compare it with ukdump estimate.
+func realsysCrashkernel() string {
+	if v := os.Getenv("UKDUMP_E2E_REALSYS_CRASHKERNEL"); v != "" {
+		return v
+	}
+	return "256M"
 }
 
 // waitActive prints ukdump.service's state once it is no longer starting
