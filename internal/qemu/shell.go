@@ -40,7 +40,18 @@ func (vm *VM) WaitShell(ctx context.Context) (*Shell, error) {
 			return nil, fmt.Errorf("qemu: no shell on the console: %w", err)
 		}
 	}
-	if _, _, err := sh.Run(ctx, "stty -echo; PS1=; PS2=; dmesg -n 1"); err != nil {
+	// Typing can race the login's last steps (a fast boot): what is typed
+	// then may be lost. Ask again, with fresh markers, a few times.
+	var err error
+	for range 4 {
+		try, cancel := context.WithTimeout(ctx, 30*time.Second)
+		_, _, err = sh.Run(try, "stty -echo; PS1=; PS2=; dmesg -n 1")
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			break
+		}
+	}
+	if err != nil {
 		return nil, err
 	}
 	return sh, nil
