@@ -69,12 +69,13 @@ fuzz:
 # end-to-end tests (x86_64 and arm64 guests), then the tests that read the
 # vmcores those real crashes left (Debian 6.1 and 6.12, Linux 7.3 on
 # x86_64 and arm64) against makedumpfile, crash and libkdumpfile.
+# TESTFLAGS=-v prints each test's time.
 VMCORE_DIR ?= $(HOME)/.cache/ukdump/vmcores/test
 REAL_VMCORES := UKDUMP_TEST_VMCORE=$(VMCORE_DIR)/debian-6.1.vmcore UKDUMP_TEST_VMCORE_612=$(VMCORE_DIR)/debian-6.12.vmcore \
 	UKDUMP_TEST_VMCORE_73=$(VMCORE_DIR)/crashdm-7.3.vmcore UKDUMP_TEST_VMCORE_73_ARM64=$(VMCORE_DIR)/crashdm-7.3-arm64.vmcore
 test: lint deb-check test-arm64-unit
 	rm -rf $(VMCORE_DIR)
-	UKDUMP_VMCORE_DIR=$(VMCORE_DIR) $(GO) test -count=1 -parallel 2 -timeout 60m ./...
+	UKDUMP_VMCORE_DIR=$(VMCORE_DIR) $(GO) test $(TESTFLAGS) -count=1 -parallel 2 -timeout 60m ./...
 	$(REAL_VMCORES) $(GO) test -count=1 -timeout 20m ./pkg/vmcore/... ./pkg/diskdump/... ./pkg/collector/... ./cmds/ukdump/
 
 # The whole crash cycle in QEMU, dumping to a LUKS2 volume, with a short
