@@ -136,14 +136,7 @@ func systemdCryptsetupCase(t *testing.T, img crypttabImage, q qemuSystem, releas
 	boots++ // the crash kernel's reboot
 	s.waitBoot()
 	mounted(s)
-	if out := s.run(waitActive); strings.TrimSpace(out) != "active" {
-		t.Errorf("ukdump.service after the crash: %q\n%s", out, s.run("journalctl -b -u ukdump.service --no-pager"))
-	}
-	st, rc = s.status("ukdump status")
-	fmt.Fprintf(report, "\n$ ukdump status   (after the crash and reboot; exit %d)\n%s", rc, st)
-	if rc != 0 || !strings.Contains(st, "complete, with vmcore-dmesg.txt") {
-		t.Errorf("status after the crash: exit %d, want 0 and the dump listed:\n%s", rc, st)
-	}
+	s.statusAfterCrash(report)
 	consoles = append(consoles, s.vm.Console())
 	s.poweroff()
 
@@ -162,10 +155,7 @@ func systemdCryptsetupCase(t *testing.T, img crypttabImage, q qemuSystem, releas
 	// No key in what the system logged or keeps on its disks: the
 	// consoles, the journal, the dump directory's other files and the
 	// whole root filesystem (its initramfs included).
-	texts := map[string][]byte{"journal": []byte(journal)}
-	for i, c := range consoles {
-		texts[[]string{"console of boot 1", "console of boots 2 and 3 (the crash kernel's between)"}[i]] = []byte(c)
-	}
+	texts := logTexts(journal, consoles)
 	checkNoKeyIn(t, vol, texts, disk, filepath.Join(filepath.Dir(dumps[0]), "vmcore-dmesg.txt"))
 	os.WriteFile(filepath.Join(dir, "report.txt"), []byte(report.String()), 0o644)
 	t.Logf("report:\n%s", report)

@@ -119,14 +119,7 @@ func TestInstallEncryptedLVM(t *testing.T) {
 	fmt.Fprintf(report, "\n%s\n", line)
 	boots++ // the crash kernel's reboot
 	unlock(s)
-	if out := s.run(waitActive); strings.TrimSpace(out) != "active" {
-		t.Errorf("ukdump.service after the crash: %q\n%s", out, s.run("journalctl -b -u ukdump.service --no-pager"))
-	}
-	st, rc = s.status("ukdump status")
-	fmt.Fprintf(report, "\n$ ukdump status   (after the crash and reboot; exit %d)\n%s", rc, st)
-	if rc != 0 || !strings.Contains(st, "complete, with vmcore-dmesg.txt") {
-		t.Errorf("status after the crash: exit %d, want 0 and the dump listed:\n%s", rc, st)
-	}
+	s.statusAfterCrash(report)
 	consoles = append(consoles, s.vm.Console())
 	s.poweroff()
 
@@ -145,10 +138,7 @@ func TestInstallEncryptedLVM(t *testing.T) {
 	// No key in what the system logged or keeps on its disks: the
 	// consoles, the journal, the dump's other files, the root LV and the
 	// initramfs the package made (decompressed).
-	texts := map[string][]byte{"journal": []byte(journal)}
-	for i, c := range consoles {
-		texts[[]string{"console of boot 1", "console of boots 2 and 3 (the crash kernel's between)"}[i]] = []byte(c)
-	}
+	texts := logTexts(journal, consoles)
 	cpio := filepath.Join(dir, initrd+".cpio")
 	if b, err := exec.Command("sh", "-c", `lz4 -dc "$1" > "$2"`, "sh", newInitrd, cpio).CombinedOutput(); err != nil {
 		t.Fatalf("lz4 -dc %s: %v\n%s", newInitrd, err, b)

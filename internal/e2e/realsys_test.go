@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -235,6 +236,32 @@ func (s *system) crash(name string) (marker, line string) {
 	s.waitLine(`sysrq: Trigger a crash`, 2*time.Minute)
 	done := s.waitLine(`kdumpinit: dump complete`, 10*time.Minute)
 	return marker, fmt.Sprintf("crash to dump complete: %.0f s (%s)", time.Since(at).Seconds(), done)
+}
+
+// statusAfterCrash is the check after the crash kernel's dump and the
+// reboot: the service has loaded again, and ukdump status says ready and
+// lists a complete dump. The status goes to report.
+func (s *system) statusAfterCrash(report io.Writer) {
+	s.t.Helper()
+	if out := s.run(waitActive); strings.TrimSpace(out) != "active" {
+		s.t.Errorf("ukdump.service after the crash: %q\n%s", out, s.run("journalctl -b -u ukdump.service --no-pager"))
+	}
+	st, rc := s.status("ukdump status")
+	fmt.Fprintf(report, "\n$ ukdump status   (after the crash and reboot; exit %d)\n%s", rc, st)
+	if rc != 0 || !strings.Contains(st, "complete, with vmcore-dmesg.txt") {
+		s.t.Errorf("status after the crash: exit %d, want 0 and the dump listed:\n%s", rc, st)
+	}
+}
+
+// logTexts names what a real system logged, for checkNoKeyIn: its journal
+// and the consoles of its first boot and of the two after it (the crash
+// kernel's between them).
+func logTexts(journal string, consoles []string) map[string][]byte {
+	texts := map[string][]byte{"journal": []byte(journal)}
+	for i, c := range consoles {
+		texts[[]string{"console of boot 1", "console of boots 2 and 3 (the crash kernel's between)"}[i]] = []byte(c)
+	}
+	return texts
 }
 
 // imageDir runs an image recipe of testdata/debian and returns its output
