@@ -12,13 +12,11 @@ import (
 	"github.com/ukdump/ukdump/pkg/armimage"
 )
 
-// The arm64 cases run on QEMU's virt machine under TCG (-cpu max). The
-// crash cycles use the small 7.3 kernel that build-crashdm.sh cross-builds
-// with CRASH_DM_CRYPT: Debian's own arm64 kernels (12 and 13, cloud and
-// generic flavours) are built without CONFIG_KEXEC_FILE, so no
-// kexec_file_load loader, ukdump's included, can load a crash kernel from
-// them (kexec-tools uses the older kexec_load). TestGuestARM64Debian12 shows
-// what ukdump does there: it says so.
+// The arm64 cases run on QEMU's virt machine under TCG (-cpu max), on
+// Debian 12's stock kernel and on the small 7.3 kernel that
+// build-crashdm.sh cross-builds with CRASH_DM_CRYPT. Debian's own arm64
+// kernels (12 and 13, cloud and generic flavours) are built without
+// CONFIG_KEXEC_FILE: ukdump loads their crash kernel with kexec_load.
 
 var arm64Tools = []string{"qemu-system-aarch64", "mkfs.ext4", "debugfs"}
 
@@ -52,40 +50,48 @@ func crashDMKernelARM64(t *testing.T) kernel {
 	return kernel{Root: filepath.Dir(image), Release: img.Release, Image: image, Arch: qemu.ArchARM64}
 }
 
-// TestGuestARM64Debian12 boots Debian 12's stock arm64 cloud kernel and runs
-// the real "ukdump load": it reads the kernel as Debian ships it, resolves
-// the arm64 modules and builds the crash initramfs, and the kernel then
-// refuses kexec_file_load; ukdump must name the missing option, and the
-// machine must not be left with a crash kernel it believes loaded.
+// debian12ARM64 is Debian 12's stock arm64 cloud kernel: built without
+// CONFIG_KEXEC_FILE, so ukdump loads the crash kernel with kexec_load.
+func debian12ARM64(t *testing.T) kernel {
+	return debianKernel(t, "", "bookworm", "arm64")
+}
+
+// TestGuestARM64Debian12 is the plain crash cycle on Debian 12's stock
+// arm64 kernel: kexec_load, with the ELF core header and the device tree
+// ukdump builds, and the default dump format; unload and load again
+// (kexec_load's unload) before the crash.
 func TestGuestARM64Debian12(t *testing.T) {
 	t.Parallel()
 	requireTools(t, arm64Tools...)
-	dir := outDir(t)
-	disk := filepath.Join(dir, "disk.img")
-	uuid := newUUID()
-	makeExt4(t, disk, uuid, 64)
-	c := runCycle(t, dir, cycleOptions{
-		Kernel:      debianKernel(t, "", "bookworm", "arm64"),
-		Conf:        "ext4 UUID=" + uuid + "\n",
-		Disks:       []string{disk},
-		MemoryMiB:   guestMiB,
-		CrashKernel: crashKernelSize(),
-		Timeout:     6 * time.Minute,
-		Modules:     []string{"virtio_pci", "virtio_blk"},
-	})
-	if c.Err != nil {
-		t.Fatalf("QEMU: %v\n%s", c.Err, qemu.Tail(c.First, 40))
-	}
-	wantLines(t, c.First, "first kernel",
-		"FIRSTINIT CHECK missing-config PASS",
+	r := runPlain(t, plainCase{Kernel: debian12ARM64(t), DiskMiB: 256, Params: "ukdump.unload=1", Timeout: 10 * time.Minute})
+	wantLines(t, r.Cycle.First, "first kernel",
 		"lib/modules/virtio_blk.ko",
-		"lib/modules/virtio_pci_modern_dev.ko",
-		"the running kernel has no kexec_file_load: it was built without CONFIG_KEXEC_FILE",
-		"FIRSTINIT FAILED: ukdump load: exit status 1",
+		"loaded with kexec_load: the running kernel has no kexec_file_load",
+		"FIRSTINIT CHECK unload PASS",
+		"FIRSTINIT CHECK reload PASS",
 	)
-	if c.Crash != "" {
-		t.Errorf("a crash kernel ran:\n%s", qemu.Tail(c.Crash, 20))
-	}
+	checkPlain(t, r, "ext4 on a virtio disk (arm64, Debian 12's kernel, loaded with kexec_load)")
+}
+
+// TestGuestARM64Debian13 is the plain cycle on Debian 13's stock arm64
+// kernel (6.12, also without CONFIG_KEXEC_FILE), in the kdump format the
+// tests compare with makedumpfile elsewhere.
+func TestGuestARM64Debian13(t *testing.T) {
+	t.Parallel()
+	requireTools(t, arm64Tools...)
+	r := runPlain(t, plainCase{Kernel: debianKernel(t, "", "trixie", "arm64"), DiskMiB: 256, Timeout: 10 * time.Minute})
+	wantLines(t, r.Cycle.First, "first kernel", "loaded with kexec_load: the running kernel has no kexec_file_load")
+	checkPlain(t, r, "ext4 on a virtio disk (arm64, Debian 13's kernel, loaded with kexec_load)")
+}
+
+// TestGuestARM64Debian12LUKSInitrd: LUKS2 on Debian 12's stock arm64
+// kernel, the key in the in-memory initramfs that kexec_load hands over.
+func TestGuestARM64Debian12LUKSInitrd(t *testing.T) {
+	t.Parallel()
+	requireTools(t, append(arm64Tools, "cryptsetup")...)
+	luksInitrdCycle(t, luksCase{Kernel: debian12ARM64(t), Timeout: 12 * time.Minute,
+		Modules: []string{"virtio_pci", "virtio_blk", "dm_mod", "dm_crypt", "xts", "ecb", "essiv"}},
+		"ext4 on LUKS2 (Argon2id, 4096-byte sectors), arm64, Debian 12's kernel, loaded with kexec_load, key in the in-memory initramfs")
 }
 
 // TestGuestARM64CrashCycle: the whole product on arm64, dumping a whole ELF core

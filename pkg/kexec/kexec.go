@@ -2,6 +2,8 @@
 //
 // u-root's pkg/boot/kexec wraps kexec_file_load without flags, so it cannot
 // load a crash kernel (KEXEC_FILE_ON_CRASH); the syscall itself is one line.
+// Where the kernel has only kexec_load (arm64 kernels without
+// CONFIG_KEXEC_FILE), arm64.go does what kexec_file_load does in the kernel.
 package kexec
 
 import (
@@ -9,17 +11,39 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ukdump/ukdump/pkg/armimage"
+)
+
+// Syscall names the system call that loaded a crash kernel.
+type Syscall string
+
+const (
+	ViaFileLoad Syscall = "kexec_file_load"
+	// ViaLoad is the older kexec_load, for arm64 kernels built without
+	// CONFIG_KEXEC_FILE: what the kernel does for kexec_file_load is done
+	// in user space (LoadARM64).
+	ViaLoad Syscall = "kexec_load"
 )
 
 // LoadCrash loads kernel and initrd as the crash kernel with cmdline. The
 // kernel appends elfcorehdr= (and dmcryptkeys=) to cmdline itself. A crash
-// kernel loaded before is replaced.
-func LoadCrash(kernel, initrd *os.File, cmdline string) error {
+// kernel loaded before is replaced. On arm64 kernels without
+// kexec_file_load it uses kexec_load.
+func LoadCrash(kernel, initrd *os.File, cmdline string) (Syscall, error) {
 	err := unix.KexecFileLoad(int(kernel.Fd()), int(initrd.Fd()), cmdline, unix.KEXEC_FILE_ON_CRASH)
+	if errors.Is(err, unix.ENOSYS) && runtime.GOARCH == "arm64" {
+		return ViaLoad, loadCrashARM64(kernel, initrd, cmdline)
+	}
+	return ViaFileLoad, loadError(err)
+}
+
+func loadError(err error) error {
 	switch {
 	case err == nil:
 		return nil
@@ -28,9 +52,7 @@ func LoadCrash(kernel, initrd *os.File, cmdline string) error {
 	case errors.Is(err, unix.EKEYREJECTED) || errors.Is(err, unix.ENOKEY):
 		return fmt.Errorf("kexec: load crash kernel: %w (the kernel requires a signed image)", err)
 	case errors.Is(err, unix.ENOSYS):
-		// Debian's arm64 kernels (12 and 13) are built so: kexec-tools
-		// loads them with the older kexec_load, which ukdump does not use.
-		return fmt.Errorf("kexec: load crash kernel: %w (the running kernel has no kexec_file_load: it was built without CONFIG_KEXEC_FILE)", err)
+		return fmt.Errorf("kexec: load crash kernel: %w (the running kernel has no kexec_file_load: it was built without CONFIG_KEXEC_FILE; ukdump falls back to kexec_load on arm64 only)", err)
 	case errors.Is(err, unix.ENOEXEC):
 		return fmt.Errorf("kexec: load crash kernel: %w (the running kernel does not take this kernel image's format)", err)
 	case errors.Is(err, unix.EPERM):
@@ -39,9 +61,62 @@ func LoadCrash(kernel, initrd *os.File, cmdline string) error {
 	return fmt.Errorf("kexec: load crash kernel: %w", err)
 }
 
-// UnloadCrash removes the crash kernel.
+// loadCrashARM64 reads the kernel and the initramfs into memory for
+// kexec_load. The initramfs may hold volume keys: its buffer is read in
+// place, handed to the kernel without a copy and wiped on every path.
+func loadCrashARM64(kernel, initrd *os.File, cmdline string) (err error) {
+	image, err := readAllBounded(kernel, armimage.MaxImage)
+	if err != nil {
+		return fmt.Errorf("kexec: crash kernel: %w", err)
+	}
+	st, err := initrd.Stat()
+	if err != nil {
+		return fmt.Errorf("kexec: initramfs: %w", err)
+	}
+	if st.Size() > maxInitrd {
+		return fmt.Errorf("kexec: initramfs of %d bytes, more than %d", st.Size(), maxInitrd)
+	}
+	buf := make([]byte, st.Size())
+	defer clear(buf)
+	if _, err := initrd.ReadAt(buf, 0); err != nil {
+		return fmt.Errorf("kexec: initramfs: %w", err)
+	}
+	if err := Running().LoadARM64(image, buf, cmdline, "/sys/firmware/fdt"); err != nil {
+		if errors.Is(err, unix.EPERM) {
+			return fmt.Errorf("%w (need CAP_SYS_BOOT; lockdown or kexec_load_disabled may forbid it)", err)
+		}
+		return err
+	}
+	return nil
+}
+
+// maxInitrd bounds the crash initramfs read for kexec_load: ukdump's is a
+// few MiB.
+const maxInitrd = 512 << 20
+
+func readAllBounded(f *os.File, limit int64) ([]byte, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if st.Size() > limit {
+		return nil, fmt.Errorf("%s: %d bytes, more than %d", f.Name(), st.Size(), limit)
+	}
+	b := make([]byte, st.Size())
+	if _, err := f.ReadAt(b, 0); err != nil {
+		return nil, fmt.Errorf("%s: %w", f.Name(), err)
+	}
+	return b, nil
+}
+
+// UnloadCrash removes the crash kernel, with the system call that can
+// (kexec_file_load, or kexec_load where the kernel has only that).
 func UnloadCrash() error {
-	if err := unix.KexecFileLoad(-1, -1, "", unix.KEXEC_FILE_UNLOAD|unix.KEXEC_FILE_ON_CRASH); err != nil {
+	err := unix.KexecFileLoad(-1, -1, "", unix.KEXEC_FILE_UNLOAD|unix.KEXEC_FILE_ON_CRASH)
+	if errors.Is(err, unix.ENOSYS) {
+		return kexecLoad(0, nil, KexecOnCrash)
+	}
+	if err != nil {
 		return fmt.Errorf("kexec: unload crash kernel: %w", err)
 	}
 	return nil

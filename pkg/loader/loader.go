@@ -398,8 +398,12 @@ func Load(p *Plan, out io.Writer) (st *State, err error) {
 			e.Total>>20, ks.Reserved>>20, e.Cmdline())
 	}
 	cmdline := kexec.CrashCmdline(p.Options.Cmdline, p.File.CmdlineAppend)
-	if err := kexec.LoadCrash(kernel, initrd, cmdline); err != nil {
+	via, err := kexec.LoadCrash(kernel, initrd, cmdline)
+	if err != nil {
 		return nil, err
+	}
+	if via == kexec.ViaLoad {
+		fmt.Fprintf(out, "loaded with %s: the running kernel has no kexec_file_load (CONFIG_KEXEC_FILE); ukdump built the ELF core header and the device tree\n", via)
 	}
 	st = &State{
 		Kernel:        p.Options.Kernel,

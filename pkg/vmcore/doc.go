@@ -12,8 +12,8 @@
 //   - [VMCOREINFO] gives typed access to the kernel's VMCOREINFO text.
 //   - [Translator] translates kernel virtual addresses with the dead kernel's
 //     page tables: x86_64 (4- or 5-level, large pages, phys_base, sme_mask)
-//     or arm64 (4, 16 or 64 KiB granules, 2 to 4 levels, blocks, 52-bit
-//     physical addresses with 64 KiB pages; LPA2 is refused).
+//     or arm64 (4, 16 or 64 KiB granules, 2 to 5 levels, blocks, 52-bit
+//     physical addresses with 64 KiB pages and with LPA2 on 4 and 16 KiB).
 //   - [MemMap] locates the array of struct page (SPARSEMEM_VMEMMAP) and reads
 //     struct pages in batches.
 //   - [Classifier] decides, from struct pages, which page frames a dump level

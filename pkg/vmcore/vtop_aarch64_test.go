@@ -54,6 +54,7 @@ func TestARM64Granules(t *testing.T) {
 		name   string
 		page   int
 		vaBits int
+		extra  []string        // more VMCOREINFO lines
 		build  func(m flatMem) // root at 0, further tables after it
 		wants  []want
 		absent []uint64
@@ -116,6 +117,38 @@ func TestARM64Granules(t *testing.T) {
 			wants: []want{{0xffff800000000000 + 0x10, 0x40000010}},
 		},
 		{
+			// Debian 13's arm64 kernels on a CPU with LPA2: five levels
+			// (shifts 48, 39, 30, 21, 12; 16 root entries), physical
+			// address bits 51:50 in descriptor bits 9:8, blocks from
+			// level 0.
+			name: "4K/52 LPA2 five levels", page: 4096, vaBits: 52, extra: []string{"NUMBER(TCR_EL1_T1SZ)=0xc"},
+			build: func(m flatMem) {
+				m.put(0, 0, 0x1000|descTable)
+				m.put(0x1000, 0, 0x2000|descTable)
+				m.put(0x1000, 1, 0x80_0000_0000|descBlock)    // 512 GiB block
+				m.put(0x2000, 1, 0x4000_0000|0x300|descBlock) // 1 GiB block at PA 0x000c_0000_4000_0000
+				m.put(0x2000, 2, 0x3000|descTable)
+				m.put(0x3000, 0, 0x4000|descTable)
+				m.put(0x4000, 5, 0x0003_0000_1234_5000|0x100|descPage)
+			},
+			wants: []want{
+				{0xfff0_0000_8000_0000 + 5*4096 + 7, 0x0007_0000_1234_5007},
+				{0xfff0_0000_4000_0000 + 0x3fff_ffff, 0x000c_0000_7fff_ffff},
+				{0xfff0_0080_0000_0000 + 0x123, 0x80_0000_0123},
+			},
+			absent: []uint64{0xffff_8000_0000_0000, 0xfff0_0000_8000_0000},
+		},
+		{
+			// The same kernel on a CPU without LPA2: 48 bits, four
+			// levels, bits 9:8 are shareability, not address.
+			name: "4K/52 kernel, 48-bit CPU", page: 4096, vaBits: 52, extra: []string{"NUMBER(TCR_EL1_T1SZ)=0x10"},
+			build: func(m flatMem) {
+				m.put(0, 256, 0x1000|descTable)
+				m.put(0x1000, 0, 0x40000000|0x300|descBlock)
+			},
+			wants: []want{{0xffff800000000000 + 0x10, 0x40000010}},
+		},
+		{
 			name: "4K/48 level-0 block is invalid", page: 4096, vaBits: 48,
 			build: func(m flatMem) {
 				m.put(0, 256, 0x40000000|descBlock)
@@ -126,7 +159,7 @@ func TestARM64Granules(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			m := make(flatMem, 1<<20)
 			tc.build(m)
-			tr, err := NewTranslator(m, arm64Info(t, tc.page, tc.vaBits), elf.EM_AARCH64)
+			tr, err := NewTranslator(m, arm64Info(t, tc.page, tc.vaBits, tc.extra...), elf.EM_AARCH64)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -153,8 +186,9 @@ func TestARM64Refusals(t *testing.T) {
 		info *VMCOREINFO
 		want string
 	}{
-		{"LPA2", arm64Info(t, 4096, 52), "LPA2"},
-		{"16K LPA2", arm64Info(t, 16384, 52), "LPA2"},
+		{"52-bit without T1SZ", arm64Info(t, 4096, 52), "NUMBER(TCR_EL1_T1SZ), needed to tell whether it ran with LPA2"},
+		{"16K 52-bit without T1SZ", arm64Info(t, 16384, 52), "LPA2"},
+		{"16K 52-bit on a 48-bit CPU", arm64Info(t, 16384, 52, "NUMBER(TCR_EL1_T1SZ)=0x10"), "without LPA2"},
 		{"granule", arm64Info(t, 8192, 48), "not a granule"},
 		{"VA_BITS", mustInfo(t, "PAGESIZE=4096\nNUMBER(kimage_voffset)=0x0\nSYMBOL(swapper_pg_dir)=0\n"), "NUMBER(VA_BITS)"},
 		{"kimage_voffset", mustInfo(t, "PAGESIZE=4096\nNUMBER(VA_BITS)=48\nSYMBOL(swapper_pg_dir)=0\n"), "NUMBER(kimage_voffset)"},
@@ -187,7 +221,11 @@ func FuzzARM64Walk(f *testing.F) {
 	f.Add([]byte{0x03, 0x10, 0, 0, 0, 0, 0, 0}, uint8(0), uint64(0xffff800000000000))
 	f.Add([]byte{0x01, 0x04, 0, 0x40, 0, 0, 0, 0}, uint8(5), uint64(0xffffffc000201234))
 	f.Fuzz(func(t *testing.T, tables []byte, geometry uint8, va uint64) {
-		geo := []struct{ page, va int }{{4096, 48}, {4096, 39}, {16384, 47}, {16384, 36}, {65536, 42}, {65536, 48}, {65536, 52}}
+		geo := []struct {
+			page, va int
+			extra    string
+		}{{4096, 48, ""}, {4096, 39, ""}, {16384, 47, ""}, {16384, 36, ""}, {65536, 42, ""}, {65536, 48, ""}, {65536, 52, ""},
+			{4096, 52, "NUMBER(TCR_EL1_T1SZ)=0xc"}, {4096, 52, "NUMBER(TCR_EL1_T1SZ)=0x10"}, {16384, 52, "NUMBER(TCR_EL1_T1SZ)=0xc"}}
 		g := geo[int(geometry)%len(geo)]
 		m := make(flatMem, 1<<18)
 		if len(tables) > 0 {
@@ -195,7 +233,11 @@ func FuzzARM64Walk(f *testing.F) {
 				m[i] = tables[i%len(tables)]
 			}
 		}
-		tr, err := NewTranslator(m, arm64Info(t, g.page, g.va), elf.EM_AARCH64)
+		var extra []string
+		if g.extra != "" {
+			extra = []string{g.extra}
+		}
+		tr, err := NewTranslator(m, arm64Info(t, g.page, g.va, extra...), elf.EM_AARCH64)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -42,7 +42,7 @@ func benchCrash(params map[string]string) error {
 	defer i.Close()
 	running, _ := os.ReadFile("/proc/cmdline")
 	cmdline := strings.Replace(kexec.CrashCmdline(string(running), nil), "nr_cpus=1", fmt.Sprintf("nr_cpus=%d", cpus), 1)
-	if err := kexec.LoadCrash(k, i, cmdline); err != nil {
+	if _, err := kexec.LoadCrash(k, i, cmdline); err != nil {
 		return err
 	}
 	unix.Sync()

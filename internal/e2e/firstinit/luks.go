@@ -205,7 +205,7 @@ func reloadWithoutKeys(kernel string) error {
 	}
 	defer i.Close()
 	cmdline, _ := os.ReadFile("/proc/cmdline")
-	if err := kexec.LoadCrash(k, i, kexec.CrashCmdline(string(cmdline), nil)); err != nil {
+	if _, err := kexec.LoadCrash(k, i, kexec.CrashCmdline(string(cmdline), nil)); err != nil {
 		return err
 	}
 	say("reloaded the crash kernel without keys")

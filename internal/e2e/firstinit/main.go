@@ -123,6 +123,11 @@ func run() error {
 	if strings.TrimSpace(string(loaded)) != "1" {
 		return fmt.Errorf("crash kernel not loaded after ukdump load")
 	}
+	if params["ukdump.unload"] == "1" {
+		if err := unloadReload(); err != nil {
+			return err
+		}
+	}
 	out, _ = exec.Command("/usr/bin/ukdump", "status").CombinedOutput()
 	fmt.Printf("%s", out)
 
@@ -165,6 +170,20 @@ func run() error {
 	unix.Sync()
 	say("crashing")
 	return os.WriteFile("/proc/sysrq-trigger", []byte("c"), 0)
+}
+
+// unloadReload checks "ukdump unload" and loads again.
+func unloadReload() error {
+	out, err := exec.Command("/usr/bin/ukdump", "unload").CombinedOutput()
+	loaded, _ := os.ReadFile("/sys/kernel/kexec_crash_loaded")
+	check("unload", err == nil && strings.TrimSpace(string(loaded)) == "0", out)
+	out, err = exec.Command("/usr/bin/ukdump", "load").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("ukdump load after unload: %w: %s", err, out)
+	}
+	loaded, _ = os.ReadFile("/sys/kernel/kexec_crash_loaded")
+	check("reload", strings.TrimSpace(string(loaded)) == "1", nil)
+	return nil
 }
 
 // badInputChecks runs ukdump with inputs it must refuse and reports each
