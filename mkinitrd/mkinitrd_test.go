@@ -99,6 +99,14 @@ func unpack(t *testing.T, b []byte, c Compression) map[string][]byte {
 		}
 		r = zr
 	case Zstd:
+		// The kernel's decompression workspace is the window.
+		var h zstd.Header
+		if err := h.Decode(b); err != nil {
+			t.Fatal(err)
+		}
+		if h.SingleSegment && h.FrameContentSize > zstdWindow || !h.SingleSegment && h.WindowSize > zstdWindow {
+			t.Errorf("zstd frame window %d (content %d, single segment %v), want at most %d", h.WindowSize, h.FrameContentSize, h.SingleSegment, zstdWindow)
+		}
 		zr, err := zstd.NewReader(r)
 		if err != nil {
 			t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"time"
 
@@ -27,7 +28,8 @@ import (
 )
 
 func main() {
-	capture.TuneRuntime(1)
+	// nr_cpus= (crash_cpus) decides how many CPUs are up.
+	capture.TuneRuntime(runtime.NumCPU())
 	mountErr := mountPseudoFS()
 	var kmsgFile *os.File
 	if f, err := os.OpenFile("/dev/kmsg", os.O_WRONLY, 0); err == nil {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 
 	"github.com/ukdump/ukdump/pkg/collector"
 	"github.com/ukdump/ukdump/pkg/config"
@@ -51,7 +52,9 @@ func convert(in, out string, o convertOpts, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	co := collector.Options{Level: vmcore.Level(d.Level), Compression: d.Compression, Format: d.Format}
+	// As many compressing goroutines as the process may use CPUs
+	// (GOMAXPROCS follows taskset and cgroup limits).
+	co := collector.Options{Level: vmcore.Level(d.Level), Compression: d.Compression, Format: d.Format, Workers: runtime.GOMAXPROCS(0)}
 	if !o.quiet {
 		co.Progress = func(p collector.Progress) { fmt.Fprintln(stderr, p) }
 	}

@@ -37,6 +37,7 @@ type plainCase struct {
 	CrashKernel string
 	Params      string // first-kernel command line additions
 	Timeout     time.Duration
+	CPUs        int // the guest's; 0: one
 }
 
 // plainResult is what a plain case leaves for its checks.
@@ -62,6 +63,7 @@ func runPlain(t *testing.T, pc plainCase) plainResult {
 		CrashKernel: pc.CrashKernel,
 		Params:      strings.TrimSpace("ukdump.marker=" + r.Marker + " " + pc.Params),
 		Timeout:     pc.Timeout,
+		CPUs:        pc.CPUs,
 		Modules:     []string{"virtio_pci", "virtio_blk"},
 	})
 	return r
@@ -116,6 +118,17 @@ func TestCrashCycleDefault(t *testing.T) {
 	if comp := dumpCompression(t, checkPlain(t, r, "ext4 on a virtio disk, default dump settings")); comp != "snappy" {
 		t.Errorf("default compression %q, want snappy", comp)
 	}
+}
+
+// TestCrashCycleTwoCPUs: crash_cpus 2 brings up two CPUs in the crash
+// kernel, whose collector compresses on both (diskdump.Parallel); the dump
+// is read by the same readers.
+func TestCrashCycleTwoCPUs(t *testing.T) {
+	t.Parallel()
+	requireTools(t, hostTools...)
+	r := runPlain(t, plainCase{Kernel: testKernel(t), DiskMiB: 200, Conf: "crash_cpus 2\n", CPUs: 2, Timeout: 5 * time.Minute})
+	wantLines(t, r.Cycle.Crash, "crash kernel", " nr_cpus=2 ", "kdumpinit: compressing pages on 2 CPUs")
+	checkPlain(t, r, "ext4 on a virtio disk, crash_cpus 2")
 }
 
 // TestCrashCycle612 runs the plain cycle on Debian 13's stock 6.12 cloud

@@ -228,9 +228,11 @@ func TestFlushingFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	flushes := 0
+	flushes, syncs := 0, 0
 	var fail error
-	w := &FlushingFile{f: f, every: 4096, sync: func(int) error { flushes++; return fail }}
+	w := &FlushingFile{f: f, every: 4096,
+		flush: func(int) error { flushes++; return fail },
+		sync:  func(int) error { syncs++; return fail }}
 	for i, want := range []int{0, 1, 1, 2} {
 		if _, err := w.WriteAt(make([]byte, 3000), int64(i)*3000); err != nil {
 			t.Fatal(err)
@@ -239,8 +241,17 @@ func TestFlushingFile(t *testing.T) {
 			t.Errorf("after %d bytes: %d flushes, want %d", (i+1)*3000, flushes, want)
 		}
 	}
+	// Every syncEvery-th window is an fdatasync instead.
+	for i := range 2 * syncEvery {
+		if _, err := w.WriteAt(make([]byte, 4096), 12000+int64(i)*4096); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if syncs != 2 || flushes+syncs != 2+2*syncEvery {
+		t.Errorf("after %d windows: %d fdatasyncs and %d write-behinds, want 2 and %d", 2+2*syncEvery, syncs, flushes, 2*syncEvery)
+	}
 	fail = syscall.EROFS
-	_, err = w.WriteAt(make([]byte, 5000), 12000)
+	_, err = w.WriteAt(make([]byte, 5000), 1<<20)
 	if !errors.Is(err, syscall.EROFS) || !strings.Contains(err.Error(), "flushing the dump to the target") {
 		t.Errorf("write whose flush fails: %v, want the flush's EROFS", err)
 	}
@@ -249,5 +260,26 @@ func TestFlushingFile(t *testing.T) {
 	}
 	if st, _ := f.Stat(); st.Size() != 0 {
 		t.Errorf("size %d after Truncate(0)", st.Size())
+	}
+}
+
+// TestWriteBehind runs the real writeback call on a file: it must succeed
+// on a healthy one (the failures are TestFaultWriteErrors', on a disk
+// that fails writes).
+func TestWriteBehind(t *testing.T) {
+	f, err := os.Create(filepath.Join(t.TempDir(), "vmcore"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	w := NewFlushingFile(f)
+	w.every = 1 << 16
+	for i := range 8 {
+		if _, err := w.WriteAt(bytes.Repeat([]byte{byte(i)}, 1<<16), int64(i)<<16); err != nil {
+			t.Fatalf("window %d: %v", i, err)
+		}
+	}
+	if err := writeBehind(-1); !errors.Is(err, syscall.EBADF) {
+		t.Errorf("writeBehind on a closed descriptor: %v, want EBADF", err)
 	}
 }

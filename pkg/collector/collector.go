@@ -42,6 +42,9 @@ type Options struct {
 	// is known, before the pages are written: an unfiltered dump can take
 	// long, and the console should say why while it does.
 	Warn func(string)
+	// Workers is how many goroutines compress pages of a compressed kdump
+	// file (diskdump.Parallel); 0 or 1: the writer's own, on the caller's.
+	Workers int
 }
 
 // Progress is a snapshot of a dump being written.
@@ -223,7 +226,12 @@ func write(core *vmcore.Core, out io.WriterAt, o Options, level vmcore.Level, fa
 	if o.Format == diskdump.ELFFormat {
 		w, err = diskdump.NewELFWriter(out, h, diskdump.ELFOptions{ChunkPFNs: src.chunk, PageOffset: pageOffset(core)})
 	} else {
-		w, err = diskdump.NewWriter(out, h, diskdump.Options{Compression: o.Compression, ChunkPFNs: src.chunk})
+		var dw *diskdump.Writer
+		dw, err = diskdump.NewWriter(out, h, diskdump.Options{Compression: o.Compression, ChunkPFNs: src.chunk})
+		w = dw
+		if err == nil && o.Workers > 1 && o.Compression != diskdump.None {
+			w, err = diskdump.NewParallel(dw, o.Workers)
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("collector: %w", err)

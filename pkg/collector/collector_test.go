@@ -203,14 +203,19 @@ func TestUnreadablePage(t *testing.T) {
 
 // TestWriteMapped: a core read through mappings (OpenMapped, as kdumpinit
 // reads /proc/vmcore) gives the same dump file, byte for byte, as one read
-// with pread, in both formats.
+// with pread, in both formats; and so does one compressed on three
+// goroutines (Workers).
 func TestWriteMapped(t *testing.T) {
 	for _, env := range vmcoretest.All() {
 		t.Run(env, func(t *testing.T) {
 			path := vmcoretest.Path(t, env)
 			for _, format := range []diskdump.Format{diskdump.KdumpFormat, diskdump.ELFFormat} {
-				var outs [2][]byte
-				for i, open := range []func(string) (*vmcore.Core, error){vmcore.Open, vmcore.OpenMapped} {
+				var outs [3][]byte
+				for i, open := range []func(string) (*vmcore.Core, error){vmcore.Open, vmcore.OpenMapped, vmcore.OpenMapped} {
+					workers := 1
+					if i == 2 {
+						workers = 3
+					}
 					core, err := open(path)
 					if err != nil {
 						t.Fatal(err)
@@ -220,7 +225,7 @@ func TestWriteMapped(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					_, err = Write(core, f, Options{Level: 31, Compression: diskdump.LZO, Format: format})
+					_, err = Write(core, f, Options{Level: 31, Compression: diskdump.LZO, Format: format, Workers: workers})
 					f.Close()
 					core.Close()
 					if err != nil {
@@ -232,6 +237,9 @@ func TestWriteMapped(t *testing.T) {
 				}
 				if !bytes.Equal(outs[0], outs[1]) {
 					t.Errorf("%s: the dump of the mapped core differs (%d bytes, %d with pread)", format, len(outs[1]), len(outs[0]))
+				}
+				if !bytes.Equal(outs[1], outs[2]) {
+					t.Errorf("%s: the dump compressed by 3 workers differs (%d bytes, %d with one)", format, len(outs[2]), len(outs[1]))
 				}
 			}
 		})

@@ -115,8 +115,9 @@ func TestWriteScrubs(t *testing.T) {
 	}
 	defer s.Wipe()
 	for _, format := range []diskdump.Format{diskdump.KdumpFormat, diskdump.ELFFormat} {
-		for _, scrubbing := range []bool{true, false} {
-			o := Options{Level: 1, Compression: diskdump.Snappy, Format: format}
+		for i, scrubbing := range []bool{true, false, true} {
+			// The third run compresses on two goroutines.
+			o := Options{Level: 1, Compression: diskdump.Snappy, Format: format, Workers: 1 + i/2}
 			if scrubbing {
 				o.Scrub = s
 			}

@@ -28,6 +28,7 @@ import (
 //	extra_modules mod1 mod2              more kernel modules for the crash kernel
 //	target_timeout 60                    seconds the crash kernel waits for the target ("disk_timeout" is an alias)
 //	cmdline_append arg1 arg2             more crash kernel command line arguments
+//	crash_cpus 1                         CPUs the crash kernel brings up (nr_cpus=) and compresses pages on, 1 to 64
 //	key_transport auto                   how LUKS volume keys reach the crash kernel: auto, kernel or initrd
 //	dump_level 31                        pages left out: 1 zero, 2 cache, 4 private cache, 8 user, 16 free
 //	compression snappy                   per-page compression: snappy, lzo, zstd, zlib or none
@@ -44,8 +45,10 @@ type File struct {
 	ExtraModules  []string
 	TargetTimeout time.Duration
 	CmdlineAppend []string
-	KeyTransport  Transport
-	Dump          Dump
+	// CrashCPUs is the crash kernel's nr_cpus=.
+	CrashCPUs    int
+	KeyTransport Transport
+	Dump         Dump
 }
 
 // ReadFile parses the configuration file at name.
@@ -69,6 +72,7 @@ func Parse(r io.Reader) (*File, error) {
 		FailureAction: Reboot,
 		FinalAction:   Reboot,
 		TargetTimeout: DefaultTargetTimeout,
+		CrashCPUs:     1,
 		KeyTransport:  Auto,
 		Dump:          Dump{Level: DefaultDumpLevel, Compression: DefaultCompression, Format: DefaultFormat},
 	}
@@ -172,6 +176,7 @@ func directives() []directive {
 		{"target_timeout", "target_timeout 60", `seconds the crash kernel waits for the target ("disk_timeout" is an alias)`, oneArg(setTimeout)},
 		{"cmdline_append", "cmdline_append arg1 arg2", "more crash kernel command line arguments",
 			someArgs("argument", func(c *File, args []string) { c.CmdlineAppend = args })},
+		{"crash_cpus", "crash_cpus 1", fmt.Sprintf("CPUs the crash kernel brings up (nr_cpus=) and compresses pages on, 1 to %d", MaxCrashCPUs), oneArg(setCPUs)},
 		{"key_transport", "key_transport auto", "how LUKS volume keys reach the crash kernel: " + words.Or(Transports()), parsedArg(ParseTransport, func(c *File) *Transport { return &c.KeyTransport })},
 		{"dump_level", "dump_level 31", "pages left out: 1 zero, 2 cache, 4 private cache, 8 user, 16 free", parsedArg(ParseLevel, func(c *File) *int { return &c.Dump.Level })},
 		{"compression", "compression snappy", "per-page compression: " + diskdump.CompressionNames(), parsedArg(diskdump.ParseCompression, func(c *File) *diskdump.Compression { return &c.Dump.Compression })},
@@ -268,6 +273,15 @@ func setTimeout(c *File, s string) error {
 		return fmt.Errorf("%q is not a number of seconds from 1 to %d", s, MaxTargetTimeout)
 	}
 	c.TargetTimeout = time.Duration(secs) * time.Second
+	return nil
+}
+
+func setCPUs(c *File, s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > MaxCrashCPUs {
+		return fmt.Errorf("%q is not a number of CPUs from 1 to %d", s, MaxCrashCPUs)
+	}
+	c.CrashCPUs = n
 	return nil
 }
 

@@ -61,6 +61,9 @@ const (
 	// adds this wait to its limit, where a huge value would overflow and
 	// disable it.
 	MaxTargetTimeout = 3600
+	// MaxCrashCPUs bounds crash_cpus: each CPU costs the crash kernel
+	// memory, and compression stops scaling long before this.
+	MaxCrashCPUs = 64
 )
 
 // Target is the filesystem that receives the dump.

@@ -4,9 +4,10 @@
 // own allocations.
 //
 // Calibration (QEMU, README "Figures"): Debian 12's stock 6.1 cloud kernel
-// (init_size 51.5 MiB) dumps a LUKS2 target in crashkernel=88M and fails
-// at 80M, out of memory while unpacking the initramfs; a small 7.3 kernel
-// works in 48M. The model gives 112M for the first: above what was
+// (init_size 51.5 MiB) dumps a LUKS2 target in crashkernel=80M since the
+// initramfs is compressed with a 256 KiB zstd window (88M before, out of
+// memory while unpacking it with the default 8 MiB window); a small 7.3
+// kernel works in 48M. The model gives 112M for the first: above what was
 // measured to work, with room for real hardware's drivers.
 package estimate
 
@@ -35,6 +36,12 @@ const (
 	Margin = 32 * MiB
 	// Granule is what the recommended crashkernel= is rounded up to.
 	Granule = 16 * MiB
+	// PerCPU is what each crash kernel CPU beyond the first costs
+	// (crash_cpus): measured with two on Debian 12's kernel, kdumpinit's
+	// peak grew by 2.8 MiB (the batches and encoder of its second
+	// compressing goroutine) and the kernel's early reservation by
+	// 244 KiB; with headroom for the CPU's threads and slab caches.
+	PerCPU = 4 * MiB
 )
 
 // Inputs are the measured sizes of the crash kernel.
@@ -57,6 +64,8 @@ type Inputs struct {
 	// Reserved is the current reservation (/sys/kernel/kexec_crash_size),
 	// 0 for none.
 	Reserved uint64
+	// CPUs is the crash kernel's CPU count (crash_cpus); 0 counts as 1.
+	CPUs int
 }
 
 // Term is one line of the estimate.
@@ -93,6 +102,9 @@ func Compute(in Inputs) Estimate {
 		{"kdumpinit peak (constant: does not grow with RAM)", KdumpinitPeak},
 		{"margin: page tables, struct pages, slab, drivers", Margin},
 	}}
+	if in.CPUs > 1 {
+		e.Terms = append(e.Terms, Term{fmt.Sprintf("%d more CPUs (crash_cpus %d)", in.CPUs-1, in.CPUs), uint64(in.CPUs-1) * PerCPU})
+	}
 	for _, t := range e.Terms {
 		e.Total += t.Bytes
 	}

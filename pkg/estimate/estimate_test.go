@@ -17,6 +17,10 @@ func TestCompute(t *testing.T) {
 	if e := Compute(Inputs{InitSize: 16 * MiB, Reserved: 60 * MiB}); e.Total != 60*MiB || e.Recommended != 64*MiB || !e.Enough() {
 		t.Errorf("exactly enough: %+v", e)
 	}
+	// Each crash kernel CPU beyond the first is a term of its own.
+	if e := Compute(Inputs{InitSize: 16 * MiB, CPUs: 3}); e.Total != 60*MiB+2*PerCPU || e.Terms[len(e.Terms)-1].Name != "2 more CPUs (crash_cpus 3)" {
+		t.Errorf("three CPUs: %+v", e)
+	}
 	for reserved, want := range map[uint64]string{
 		0:         "current reservation: none: not enough (add crashkernel=80M to the kernel command line and reboot)",
 		64 * MiB:  "current reservation 64 MiB: not enough (set crashkernel=80M on the kernel command line and reboot)",

@@ -2,6 +2,7 @@ package kexec
 
 import (
 	"runtime"
+	"strconv"
 	"strings"
 )
 
@@ -49,6 +50,21 @@ func dropped(arg string) bool {
 		return true
 	}
 	return strings.HasPrefix(name, "rd.") || strings.HasPrefix(name, "systemd.")
+}
+
+// WithCPUs gives a command line from CrashCmdline n CPUs (nr_cpus=n)
+// instead of CrashArgs' one.
+func WithCPUs(cmdline string, n int) string {
+	if n <= 1 {
+		return cmdline
+	}
+	f := strings.Fields(cmdline)
+	for i, a := range f {
+		if a == "nr_cpus=1" {
+			f[i] = "nr_cpus=" + strconv.Itoa(n)
+		}
+	}
+	return strings.Join(f, " ")
 }
 
 // CrashCmdline derives the crash kernel command line from the running one,

@@ -61,3 +61,14 @@ func TestReadStatus(t *testing.T) {
 		t.Error("garbage size accepted")
 	}
 }
+
+func TestWithCPUs(t *testing.T) {
+	base := CrashCmdline("console=ttyS0", nil)
+	if got := WithCPUs(base, 1); got != base {
+		t.Errorf("one CPU changed the command line: %q", got)
+	}
+	got := WithCPUs(base, 4)
+	if !strings.Contains(" "+got+" ", " nr_cpus=4 ") || strings.Contains(got, "nr_cpus=1") {
+		t.Errorf("WithCPUs(4) = %q", got)
+	}
+}

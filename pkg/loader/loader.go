@@ -397,7 +397,7 @@ func Load(p *Plan, out io.Writer) (st *State, err error) {
 		fmt.Fprintf(out, "warning: the crash kernel may run out of memory: it needs about %d MiB, %d MiB are reserved (\"ukdump estimate\" explains; %s is enough)\n",
 			e.Total>>20, ks.Reserved>>20, e.Cmdline())
 	}
-	cmdline := kexec.CrashCmdline(p.Options.Cmdline, p.File.CmdlineAppend)
+	cmdline := kexec.WithCPUs(kexec.CrashCmdline(p.Options.Cmdline, p.File.CmdlineAppend), p.File.CrashCPUs)
 	via, err := kexec.LoadCrash(kernel, initrd, cmdline)
 	if err != nil {
 		return nil, err

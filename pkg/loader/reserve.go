@@ -37,6 +37,7 @@ func (p *Plan) estimate(rep *mkinitrd.Report, reserved uint64) (estimate.Estimat
 		Unpacked:    uint64(rep.Uncompressed),
 		Compression: string(rep.Compression),
 		Reserved:    reserved,
+		CPUs:        p.File.CrashCPUs,
 	}), nil
 }
 

@@ -63,7 +63,7 @@ func collect(args []string) error {
 	var res *collector.Result
 	err = dumpdir.WriteFile(filepath.Dir(out), filepath.Base(out), func(f *os.File) error {
 		var err error
-		res, err = collector.Write(core, capture.NewFlushingFile(f), collector.Options{Level: vmcore.Level(*level), Compression: c})
+		res, err = collector.Write(core, capture.NewFlushingFile(f), collector.Options{Level: vmcore.Level(*level), Compression: c, Workers: *cpus})
 		return err
 	})
 	if err != nil {
