@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"path/filepath"
 
 	"github.com/u-root/u-root/pkg/dt"
 
@@ -193,9 +194,9 @@ func addrRange(addrCells, sizeCells uint32, r Range) ([]byte, error) {
 
 // LoadARM64 loads a crash kernel with kexec_load: image is the plain arm64
 // Image, initrd the crash initramfs (which may hold keys: it is not copied
-// here, and the caller wipes it after), fdtPath the running kernel's boot
-// device tree (/sys/firmware/fdt).
-func (e Env) LoadARM64(image, initrd []byte, cmdline, fdtPath string) error {
+// here, and the caller wipes it after). The device tree is the running
+// kernel's boot tree (firmware/fdt in sysfs).
+func (e Env) LoadARM64(image, initrd []byte, cmdline string) error {
 	crash, err := e.CrashRegions()
 	if err != nil {
 		return err
@@ -208,7 +209,7 @@ func (e Env) LoadARM64(image, initrd []byte, cmdline, fdtPath string) error {
 	if err != nil {
 		return err
 	}
-	fdt, err := dt.ReadFile(fdtPath)
+	fdt, err := dt.ReadFile(filepath.Join(e.Sys, "firmware", "fdt"))
 	if err != nil {
 		return fmt.Errorf("kexec: the running kernel's device tree: %w", err)
 	}

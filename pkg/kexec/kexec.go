@@ -81,7 +81,7 @@ func loadCrashARM64(kernel, initrd *os.File, cmdline string) (err error) {
 	if _, err := initrd.ReadAt(buf, 0); err != nil {
 		return fmt.Errorf("kexec: initramfs: %w", err)
 	}
-	if err := Running().LoadARM64(image, buf, cmdline, "/sys/firmware/fdt"); err != nil {
+	if err := Running().LoadARM64(image, buf, cmdline); err != nil {
 		if errors.Is(err, unix.EPERM) {
 			return fmt.Errorf("%w (need CAP_SYS_BOOT; lockdown or kexec_load_disabled may forbid it)", err)
 		}
