@@ -68,7 +68,7 @@ fuzz:
 # The test command of README.md and CI: lint, unit tests and the QEMU
 # end-to-end tests (x86_64 and arm64 guests), then the tests that read the
 # vmcores those real crashes left (Debian 6.1 and 6.12, Linux 7.3 on
-# x86_64 and arm64) against makedumpfile, crash and libkdumpfile.
+# x86_64 and arm64) against makedumpfile, crash, libkdumpfile and drgn.
 # TESTFLAGS=-v prints each test's time.
 VMCORE_DIR ?= $(HOME)/.cache/ukdump/vmcores/test
 REAL_VMCORES := UKDUMP_TEST_VMCORE=$(VMCORE_DIR)/debian-6.1.vmcore UKDUMP_TEST_VMCORE_612=$(VMCORE_DIR)/debian-6.12.vmcore \

@@ -17,7 +17,7 @@ import (
 )
 
 // Paths of the independent readers (Debian packages makedumpfile, crash,
-// python3-libkdumpfile).
+// python3-libkdumpfile, python3-drgn).
 const (
 	makedumpfileBin = "/usr/bin/makedumpfile"
 	crashBin        = "/usr/bin/crash"
@@ -34,6 +34,25 @@ for line in sys.stdin:
     pfn = int(line)
     try:
         b = k.read(kdumpfile.KDUMP_MACHPHYSADDR, pfn * ps, ps)
+        print(pfn, hashlib.sha256(b).hexdigest())
+    except Exception as e:
+        print(pfn, "ERR", type(e).__name__)
+`
+
+// drgn reader: the same protocol, after "kernel <0|1>" (drgn found a
+// Linux kernel core: it read VMCOREINFO from the dump's notes) and
+// "arch <name>".
+const drgnPy = `
+import sys, hashlib, drgn
+p = drgn.Program()
+p.set_core_dump(sys.argv[1])
+ps = int(sys.argv[2])
+print("kernel", int(bool(p.flags & drgn.ProgramFlags.IS_LINUX_KERNEL)), flush=True)
+print("arch", p.platform.arch.name, flush=True)
+for line in sys.stdin:
+    pfn = int(line)
+    try:
+        b = p.read(pfn * ps, ps, True)
         print(pfn, hashlib.sha256(b).hexdigest())
     except Exception as e:
         print(pfn, "ERR", type(e).__name__)
@@ -64,8 +83,23 @@ func crashRelease(dump string) (string, error) {
 // kdumpfileHashes reads pfns from a dump with libkdumpfile.
 func kdumpfileHashes(t *testing.T, dump string, ps int, pfns []uint64) (string, map[uint64]string) {
 	t.Helper()
+	head, m := readerHashes(t, "libkdumpfile", kdumpfilePy, dump, ps, pfns)
+	return head["format"], m
+}
+
+// drgnHashes reads pfns from a dump with drgn, and says what drgn made of
+// it ("kernel", "arch").
+func drgnHashes(t *testing.T, dump string, ps int, pfns []uint64) (map[string]string, map[uint64]string) {
+	t.Helper()
+	return readerHashes(t, "drgn", drgnPy, dump, ps, pfns)
+}
+
+// readerHashes runs a python reader script: pfns on stdin; "pfn hash"
+// lines and "name value" header lines out.
+func readerHashes(t *testing.T, reader, py, dump string, ps int, pfns []uint64) (map[string]string, map[uint64]string) {
+	t.Helper()
 	script := filepath.Join(t.TempDir(), "read.py")
-	if err := os.WriteFile(script, []byte(kdumpfilePy), 0o644); err != nil {
+	if err := os.WriteFile(script, []byte(py), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	var in bytes.Buffer
@@ -76,22 +110,24 @@ func kdumpfileHashes(t *testing.T, dump string, ps int, pfns []uint64) (string, 
 	cmd.Stdin = &in
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("libkdumpfile on %s: %v", dump, err)
+		t.Fatalf("%s on %s: %v", reader, dump, err)
 	}
 	sc := bufio.NewScanner(bytes.NewReader(out))
-	var format string
+	head := make(map[string]string)
 	m := make(map[uint64]string)
 	for sc.Scan() {
 		f := strings.SplitN(sc.Text(), " ", 2)
-		if f[0] == "format" {
-			format = f[1]
-			continue
+		if len(f) != 2 {
+			t.Fatalf("%s: line %q", reader, sc.Text())
 		}
 		var pfn uint64
-		fmt.Sscan(f[0], &pfn)
+		if _, err := fmt.Sscan(f[0], &pfn); err != nil {
+			head[f[0]] = f[1]
+			continue
+		}
 		m[pfn] = f[1]
 	}
-	return format, m
+	return head, m
 }
 
 func hashPage(b []byte) string {
@@ -100,13 +136,20 @@ func hashPage(b []byte) string {
 }
 
 // haveKdumpfile reports whether the system python has libkdumpfile.
-func haveKdumpfile(t *testing.T) bool {
+func haveKdumpfile(t *testing.T) bool { return havePython(t, "kdumpfile", "python3-libkdumpfile") }
+
+// haveDrgn reports whether the system python has drgn.
+func haveDrgn(t *testing.T) bool { return havePython(t, "drgn", "python3-drgn") }
+
+// havePython reports whether the system python imports module (from the
+// Debian package pkg); in CI it must.
+func havePython(t *testing.T, module, pkg string) bool {
 	needTool(t, systemPython)
-	if err := exec.Command(systemPython, "-c", "import kdumpfile").Run(); err != nil {
+	if err := exec.Command(systemPython, "-c", "import "+module).Run(); err != nil {
 		if os.Getenv("CI") != "" {
-			t.Fatalf("python3-libkdumpfile required in CI: %v", err)
+			t.Fatalf("%s required in CI: %v", pkg, err)
 		}
-		t.Log("python3-libkdumpfile missing: libkdumpfile checks skipped")
+		t.Logf("%s missing: its checks skipped", pkg)
 		return false
 	}
 	return true
@@ -114,14 +157,14 @@ func haveKdumpfile(t *testing.T) bool {
 
 // TestRealVMCoreKdump writes kdump-compressed dumps of real vmcores with
 // every codec (all RAM pages dumpable, zero pages shared) and checks them
-// with our reader, makedumpfile, crash and libkdumpfile.
+// with our reader, makedumpfile, crash, libkdumpfile and drgn.
 func TestRealVMCoreKdump(t *testing.T) {
 	for _, vc := range realVMCores {
 		t.Run(vc.name, func(t *testing.T) {
 			v := openVMCore(t, vc.env)
 			needTool(t, makedumpfileBin)
 			needTool(t, crashBin)
-			kdf := haveKdumpfile(t)
+			kdf, dg := haveKdumpfile(t), haveDrgn(t)
 			wantDmesg, err := dmesgOf(t, v.f.Name())
 			if err != nil {
 				t.Fatal(err)
@@ -182,16 +225,30 @@ func TestRealVMCoreKdump(t *testing.T) {
 					case err != nil:
 						t.Logf("makedumpfile cannot read %v: %v", c, firstLine(err.Error()))
 					}
+					sample := make([]uint64, 0, len(ramPFNs)/13+1)
+					for i := 0; i < len(ramPFNs); i += 13 {
+						sample = append(sample, ramPFNs[i])
+					}
+					// drgn (through its libkdumpfile): a Linux kernel
+					// core of the right machine, and the sample's pages.
+					if dg {
+						head, got := drgnHashes(t, path, ps, sample)
+						if head["kernel"] != "1" || head["arch"] != "X86_64" {
+							t.Errorf("drgn: kernel %q arch %q, want a Linux kernel core of X86_64", head["kernel"], head["arch"])
+						}
+						for _, p := range sample {
+							if got[p] != want[p] {
+								t.Fatalf("drgn: pfn %#x: %s", p, got[p])
+							}
+						}
+					}
 					if !kdf {
 						return
 					}
 					// libkdumpfile: all pages for zlib and lzo, a sample otherwise.
 					pfns := ramPFNs
 					if c != Zlib && c != LZO {
-						pfns = nil
-						for i := 0; i < len(ramPFNs); i += 13 {
-							pfns = append(pfns, ramPFNs[i])
-						}
+						pfns = sample
 					}
 					format, got2 := kdumpfileHashes(t, path, ps, pfns)
 					if format != "diskdump" {
@@ -214,14 +271,14 @@ func firstLine(s string) string {
 }
 
 // TestRealVMCoreELF writes a filtered ELF core (zero pages excluded) and
-// checks it with makedumpfile, crash and libkdumpfile.
+// checks it with makedumpfile, crash, libkdumpfile and drgn.
 func TestRealVMCoreELF(t *testing.T) {
 	for _, vc := range realVMCores {
 		t.Run(vc.name, func(t *testing.T) {
 			v := openVMCore(t, vc.env)
 			needTool(t, makedumpfileBin)
 			needTool(t, crashBin)
-			kdf := haveKdumpfile(t)
+			kdf, dg := haveKdumpfile(t), haveDrgn(t)
 			ps := v.h.PageSize
 			buf := make([]byte, ps)
 			dump := NewBitmap(v.h.MaxPFN)
@@ -294,18 +351,29 @@ func TestRealVMCoreELF(t *testing.T) {
 			if rel, err := crashRelease(path); err != nil || rel != v.vmci.OSRelease() {
 				t.Errorf("crash --osrelease: %q, %v", rel, err)
 			}
-			if kdf {
-				_, got := kdumpfileHashes(t, path, ps, pfns)
-				zero := hashPage(make([]byte, ps))
+			zero := hashPage(make([]byte, ps))
+			check := func(reader string, got map[uint64]string) {
 				for _, p := range pfns {
 					// Excluded pages read as zeros or as missing.
 					if !dump.Test(p) && (got[p] == zero || strings.HasPrefix(got[p], "ERR")) {
 						continue
 					}
 					if got[p] != want[p] {
-						t.Fatalf("libkdumpfile: pfn %#x (dumpable %v): %s", p, dump.Test(p), got[p])
+						t.Fatalf("%s: pfn %#x (dumpable %v): %s", reader, p, dump.Test(p), got[p])
 					}
 				}
+			}
+			if kdf {
+				_, got := kdumpfileHashes(t, path, ps, pfns)
+				check("libkdumpfile", got)
+			}
+			// drgn reads ELF cores with its own code, not libkdumpfile's.
+			if dg {
+				head, got := drgnHashes(t, path, ps, pfns)
+				if head["kernel"] != "1" || head["arch"] != "X86_64" {
+					t.Errorf("drgn: kernel %q arch %q, want a Linux kernel core of X86_64", head["kernel"], head["arch"])
+				}
+				check("drgn", got)
 			}
 		})
 	}
