@@ -181,8 +181,12 @@ func openVMCore(t testing.TB, env string) *elfCore {
 		v.ram.SetRange(p.Paddr/uint64(ps), (p.Paddr+p.Memsz+uint64(ps)-1)/uint64(ps))
 	}
 	pb, _ := v.vmci.PhysBase()
+	machine := "x86_64"
+	if ef.Machine == elf.EM_AARCH64 {
+		machine = "aarch64"
+	}
 	v.h = Header{
-		UTS:       Utsname{Sysname: "Linux", Nodename: "test", Release: v.vmci.OSRelease(), Version: "#1", Machine: "x86_64"},
+		UTS:       Utsname{Sysname: "Linux", Nodename: "test", Release: v.vmci.OSRelease(), Version: "#1", Machine: machine},
 		CrashTime: ct, PageSize: ps, MaxPFN: maxPFN, PhysBase: pb, DumpLevel: 1,
 		NrCPUs: ni.NrCPUs, Notes: notes, VMCOREINFOOffset: ni.VMCOREINFOOffset, VMCOREINFOSize: ni.VMCOREINFOSize,
 	}
