@@ -16,7 +16,6 @@ import (
 	"github.com/ukdump/ukdump/pkg/blockdev"
 	"github.com/ukdump/ukdump/pkg/collector"
 	"github.com/ukdump/ukdump/pkg/config"
-	"github.com/ukdump/ukdump/pkg/diskdump"
 	"github.com/ukdump/ukdump/pkg/dumpdir"
 	"github.com/ukdump/ukdump/pkg/kmsg"
 	"github.com/ukdump/ukdump/pkg/scrub"
@@ -189,8 +188,8 @@ func writeDump(core *vmcore.Core, cfg *config.Init, env Env, dir string) (int64,
 			}
 		},
 	}
-	if o.Workers > 1 && d.Format == diskdump.KdumpFormat && d.Compression != diskdump.None {
-		env.Log.Printf("compressing pages on %d CPUs", o.Workers)
+	if n := o.Compressors(); n > 1 {
+		env.Log.Printf("compressing pages on %d CPUs", n)
 	}
 	sc, info := newScrubber(d, len(cfg.Volumes), env)
 	o.Scrub = sc

@@ -47,6 +47,15 @@ type Options struct {
 	Workers int
 }
 
+// Compressors is how many goroutines compress the pages: Workers for a
+// compressed kdump file, else none but the writer's own.
+func (o Options) Compressors() int {
+	if o.Format == diskdump.ELFFormat || o.Compression == diskdump.None {
+		return 1
+	}
+	return max(o.Workers, 1)
+}
+
 // Progress is a snapshot of a dump being written.
 type Progress struct {
 	// Scanned and RAM count page frames classified so far and in all.
@@ -229,8 +238,8 @@ func write(core *vmcore.Core, out io.WriterAt, o Options, level vmcore.Level, fa
 		var dw *diskdump.Writer
 		dw, err = diskdump.NewWriter(out, h, diskdump.Options{Compression: o.Compression, ChunkPFNs: src.chunk})
 		w = dw
-		if err == nil && o.Workers > 1 && o.Compression != diskdump.None {
-			w, err = diskdump.NewParallel(dw, o.Workers)
+		if n := o.Compressors(); err == nil && n > 1 {
+			w, err = diskdump.NewParallel(dw, n)
 		}
 	}
 	if err != nil {

@@ -285,3 +285,21 @@ func TestUnreadableMappedPage(t *testing.T) {
 		t.Errorf("missing %d, reported %v, written %d; want pfns 5-7 missing, %d written", res.Writer.Missing, bad, res.Writer.Written, pages)
 	}
 }
+
+// TestCompressors: only a compressed kdump file is compressed on several
+// goroutines.
+func TestCompressors(t *testing.T) {
+	for _, tc := range []struct {
+		o    Options
+		want int
+	}{
+		{Options{Workers: 3, Compression: diskdump.Snappy}, 3},
+		{Options{Workers: 0, Compression: diskdump.Snappy}, 1},
+		{Options{Workers: 3, Compression: diskdump.None}, 1},
+		{Options{Workers: 3, Compression: diskdump.Snappy, Format: diskdump.ELFFormat}, 1},
+	} {
+		if got := tc.o.Compressors(); got != tc.want {
+			t.Errorf("%+v: Compressors() = %d, want %d", tc.o, got, tc.want)
+		}
+	}
+}

@@ -241,15 +241,11 @@ func (p *Parallel) add(pfn uint64, data []byte) error {
 	if p.err != nil {
 		return p.err
 	}
-	switch {
-	case !p.started || p.closed:
+	if !p.started || p.closed {
 		return errors.New("diskdump: WritePage before SetBitmaps or after Close")
-	case p.next >= p.maxPFN:
-		return fmt.Errorf("diskdump: page %#x: all dumpable pages already written", pfn)
-	case pfn != p.next:
-		return fmt.Errorf("diskdump: page %#x written, next dumpable pfn is %#x", pfn, p.next)
-	case p.handed >= p.dumpable:
-		return fmt.Errorf("diskdump: page %#x: bitmap source changed: more than %d dumpable pages", pfn, p.dumpable)
+	}
+	if err := checkOrder(pfn, p.next, p.maxPFN, p.handed, p.dumpable); err != nil {
+		return err
 	}
 	b, ps := p.fill, p.ps
 	b.pfns[b.n], b.missing[b.n] = pfn, data == nil

@@ -289,17 +289,23 @@ func (w *Writer) checkNext(pfn uint64) error {
 	if w.err != nil {
 		return w.err
 	}
-	if w.next >= w.h.MaxPFN {
+	return checkOrder(pfn, w.next, w.h.MaxPFN, w.stats.Written, w.stats.Dumpable)
+}
+
+// checkOrder refuses a page that is not the next dumpable one, next, when
+// done pages of dumpable are in: the rule of Writer and Parallel alike.
+func checkOrder(pfn, next, maxPFN, done, dumpable uint64) error {
+	if next >= maxPFN {
 		return fmt.Errorf("diskdump: page %#x: all dumpable pages already written", pfn)
 	}
-	if pfn != w.next {
-		return fmt.Errorf("diskdump: page %#x written, next dumpable pfn is %#x", pfn, w.next)
+	if pfn != next {
+		return fmt.Errorf("diskdump: page %#x written, next dumpable pfn is %#x", pfn, next)
 	}
-	if w.stats.Written >= w.stats.Dumpable {
+	if done >= dumpable {
 		// The descriptor table is full: the source returned more
 		// dumpable pages than when SetBitmaps counted them.
 		return fmt.Errorf("diskdump: page %#x: bitmap source changed: more than %d dumpable pages",
-			pfn, w.stats.Dumpable)
+			pfn, dumpable)
 	}
 	return nil
 }

@@ -56,7 +56,7 @@ func loadError(err error) error {
 	case errors.Is(err, unix.ENOEXEC):
 		return fmt.Errorf("kexec: load crash kernel: %w (the running kernel does not take this kernel image's format)", err)
 	case errors.Is(err, unix.EPERM):
-		return fmt.Errorf("kexec: load crash kernel: %w (need CAP_SYS_BOOT; lockdown or kexec_load_disabled may forbid it)", err)
+		return fmt.Errorf("kexec: load crash kernel: %w (%s)", err, permHint)
 	}
 	return fmt.Errorf("kexec: load crash kernel: %w", err)
 }
@@ -69,21 +69,14 @@ func loadCrashARM64(kernel, initrd *os.File, cmdline string) (err error) {
 	if err != nil {
 		return fmt.Errorf("kexec: crash kernel: %w", err)
 	}
-	st, err := initrd.Stat()
+	buf, err := readAllBounded(initrd, maxInitrd)
 	if err != nil {
 		return fmt.Errorf("kexec: initramfs: %w", err)
 	}
-	if st.Size() > maxInitrd {
-		return fmt.Errorf("kexec: initramfs of %d bytes, more than %d", st.Size(), maxInitrd)
-	}
-	buf := make([]byte, st.Size())
 	defer clear(buf)
-	if _, err := initrd.ReadAt(buf, 0); err != nil {
-		return fmt.Errorf("kexec: initramfs: %w", err)
-	}
 	if err := Running().LoadARM64(image, buf, cmdline); err != nil {
 		if errors.Is(err, unix.EPERM) {
-			return fmt.Errorf("%w (need CAP_SYS_BOOT; lockdown or kexec_load_disabled may forbid it)", err)
+			return fmt.Errorf("%w (%s)", err, permHint)
 		}
 		return err
 	}
@@ -94,6 +87,11 @@ func loadCrashARM64(kernel, initrd *os.File, cmdline string) (err error) {
 // few MiB.
 const maxInitrd = 512 << 20
 
+// permHint says why loading may be refused with EPERM.
+const permHint = "need CAP_SYS_BOOT; lockdown or kexec_load_disabled may forbid it"
+
+// readAllBounded reads the whole of f, at most limit bytes, into one
+// buffer. What a failed read left in it is wiped: it may be keys.
 func readAllBounded(f *os.File, limit int64) ([]byte, error) {
 	st, err := f.Stat()
 	if err != nil {
@@ -104,6 +102,7 @@ func readAllBounded(f *os.File, limit int64) ([]byte, error) {
 	}
 	b := make([]byte, st.Size())
 	if _, err := f.ReadAt(b, 0); err != nil {
+		clear(b)
 		return nil, fmt.Errorf("%s: %w", f.Name(), err)
 	}
 	return b, nil
