@@ -120,11 +120,8 @@ func systemdCryptsetupCase(t *testing.T, img crypttabImage, q qemuSystem, releas
 	// loads by itself, a crash dumps into the encrypted volume.
 	s = boot()
 	mounted(s)
-	if out := s.run(waitActive); strings.TrimSpace(out) != "active" {
-		t.Fatalf("ukdump.service: %q\n%s", out, s.run("journalctl -b -u ukdump.service --no-pager"))
-	}
-	loadedAt := s.run("systemctl show -p ActiveEnterTimestampMonotonic --value ukdump.service")
-	fmt.Fprintf(report, "service loaded at %.1f s after boot\n", usec(loadedAt))
+	s.requireActive("after the reboot")
+	s.reportLoadTime(report)
 	journal := s.run("journalctl -b --no-pager -o cat")
 	st, rc = s.status("ukdump status")
 	fmt.Fprintf(report, "\n$ ukdump status   (after the reboot; exit %d)\n%s", rc, st)

@@ -102,11 +102,8 @@ func TestInstallEncryptedLVM(t *testing.T) {
 	getFile(t, boot, "/"+initrd, newInitrd)
 	s = start(newInitrd)
 	unlock(s)
-	if out := s.run(waitActive); strings.TrimSpace(out) != "active" {
-		t.Fatalf("ukdump.service: %q\n%s", out, s.run("journalctl -b -u ukdump.service --no-pager"))
-	}
-	loadedAt := s.run("systemctl show -p ActiveEnterTimestampMonotonic --value ukdump.service")
-	fmt.Fprintf(report, "service loaded at %.1f s after boot\n", usec(loadedAt))
+	s.requireActive("after the reboot")
+	s.reportLoadTime(report)
 	journal := s.run("journalctl -b --no-pager -o cat")
 	st = s.run("ukdump status")
 	fmt.Fprintf(report, "\n$ ukdump status   (after the reboot)\n%s", st)

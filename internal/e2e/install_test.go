@@ -44,9 +44,7 @@ func TestInstallDebian(t *testing.T) {
 	// 1. Install as an administrator would.
 	s.run("dpkg -i /root/ukdump.deb")
 	s.run("systemctl is-enabled ukdump.service")
-	if out := s.run(waitActive); strings.TrimSpace(out) != "active" {
-		t.Fatalf("ukdump.service after dpkg -i: %q\n%s", out, s.run("journalctl -u ukdump.service --no-pager"))
-	}
+	s.requireActive("after dpkg -i")
 	before := s.run("ukdump status")
 	fmt.Fprintf(report, "\n$ ukdump status   (after dpkg -i)\n%s", before)
 	if !strings.Contains(before, img.Release) {
@@ -65,11 +63,8 @@ func TestInstallDebian(t *testing.T) {
 	s.waitBoot()
 	fmt.Fprintf(report, "second boot to shell: %.0f s\n", time.Since(rebootAt).Seconds())
 	// The service may still be loading when the login shell comes up.
-	if out := s.run(waitActive); strings.TrimSpace(out) != "active" {
-		t.Fatalf("ukdump.service after the reboot: %q\n%s", out, s.run("journalctl -b -u ukdump.service --no-pager"))
-	}
-	loadedAt := s.run("systemctl show -p ActiveEnterTimestampMonotonic --value ukdump.service")
-	fmt.Fprintf(report, "service loaded at %.1f s after boot\n", usec(loadedAt))
+	s.requireActive("after the reboot")
+	s.reportLoadTime(report)
 	after := s.run("ukdump status")
 	fmt.Fprintf(report, "\n$ ukdump status   (after the crash and reboot)\n%s", after)
 	if !regexp.MustCompile(`ukdump-test-\d{4}-\d\d-\d\d-\d\d:\d\d:\d\d`).MatchString(after) {

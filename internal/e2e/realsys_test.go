@@ -238,6 +238,23 @@ func (s *system) crash(name string) (marker, line string) {
 	return marker, fmt.Sprintf("crash to dump complete: %.0f s (%s)", time.Since(at).Seconds(), done)
 }
 
+// requireActive fails the test unless ukdump.service, once no longer
+// starting, is active; when says at which point, for the message, which
+// holds the service's journal of this boot.
+func (s *system) requireActive(when string) {
+	s.t.Helper()
+	if out := s.run(waitActive); strings.TrimSpace(out) != "active" {
+		s.t.Fatalf("ukdump.service %s: %q\n%s", when, out, s.run("journalctl -b -u ukdump.service --no-pager"))
+	}
+}
+
+// reportLoadTime writes to report when ukdump.service became active.
+func (s *system) reportLoadTime(report io.Writer) {
+	s.t.Helper()
+	loadedAt := s.run("systemctl show -p ActiveEnterTimestampMonotonic --value ukdump.service")
+	fmt.Fprintf(report, "service loaded at %.1f s after boot\n", usec(loadedAt))
+}
+
 // statusAfterCrash is the check after the crash kernel's dump and the
 // reboot: the service has loaded again, and ukdump status says ready and
 // lists a complete dump. The status goes to report.
