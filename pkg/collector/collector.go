@@ -45,6 +45,9 @@ type Options struct {
 	// Workers is how many goroutines compress pages of a compressed kdump
 	// file (diskdump.Parallel); 0 or 1: the writer's own, on the caller's.
 	Workers int
+	// DataBuffer is the kdump writer's page data per write in bytes; 0:
+	// diskdump's default. For the benchmark that weighs it.
+	DataBuffer int
 }
 
 // Compressors is how many goroutines compress the pages: Workers for a
@@ -114,6 +117,12 @@ type pageSink interface {
 	WritePage(pfn uint64, data []byte) error
 	WriteMissing(pfn uint64) error
 	Stats() diskdump.Stats
+}
+
+// heldSink is a pageSink that can keep a page of a mapping until it has
+// written it instead of copying it (a diskdump.Parallel).
+type heldSink interface {
+	WritePageHeld(pfn uint64, data []byte, h diskdump.Holder) error
 }
 
 // pageWriter is what the kdump and ELF writers share.
@@ -236,7 +245,7 @@ func write(core *vmcore.Core, out io.WriterAt, o Options, level vmcore.Level, fa
 		w, err = diskdump.NewELFWriter(out, h, diskdump.ELFOptions{ChunkPFNs: src.chunk, PageOffset: pageOffset(core)})
 	} else {
 		var dw *diskdump.Writer
-		dw, err = diskdump.NewWriter(out, h, diskdump.Options{Compression: o.Compression, ChunkPFNs: src.chunk})
+		dw, err = diskdump.NewWriter(out, h, diskdump.Options{Compression: o.Compression, ChunkPFNs: src.chunk, DataBuffer: o.DataBuffer})
 		w = dw
 		if n := o.Compressors(); err == nil && n > 1 {
 			w, err = diskdump.NewParallel(dw, n)
@@ -284,8 +293,11 @@ func write(core *vmcore.Core, out io.WriterAt, o Options, level vmcore.Level, fa
 // read into a buffer.
 func copyPages(core *vmcore.Core, w pageSink, o Options, src *source, start time.Time) error {
 	ps := core.PageSize()
-	const run = 64
-	var buf []byte // allocated when a run cannot be mapped
+	// run bounds a run of mapped pages; one read with pread into buf,
+	// allocated when a run cannot be mapped, is at most preadRun: those
+	// copy page by page in the kernel anyway.
+	const run, preadRun = 64, 16
+	var buf []byte
 	every := o.Every
 	if every <= 0 {
 		every = 2 * time.Second
@@ -320,8 +332,9 @@ func copyPages(core *vmcore.Core, w pageSink, o Options, src *source, start time
 		}
 		if !mapped {
 			if buf == nil {
-				buf = make([]byte, run*ps)
+				buf = make([]byte, preadRun*ps)
 			}
+			n = min(n, preadRun)
 			data = buf[:n*ps]
 			if err := core.ReadPages(pfn, n, data); err != nil {
 				n = 1
@@ -340,7 +353,11 @@ func copyPages(core *vmcore.Core, w pageSink, o Options, src *source, start time
 				}
 			}
 		}
-		used, err := writeRun(w, pfn, data, n, ps)
+		var hold diskdump.Holder
+		if win != nil {
+			hold = win
+		}
+		used, err := writeRun(w, pfn, data, n, ps, hold)
 		win.Release()
 		if err != nil {
 			return err
@@ -363,11 +380,20 @@ func copyPages(core *vmcore.Core, w pageSink, o Options, src *source, start time
 }
 
 // writeRun writes the pages of data (n pages from pfn) while they are the
-// ones w expects next, and returns how many it wrote.
-func writeRun(w pageSink, pfn uint64, data []byte, n, ps int) (int, error) {
+// ones w expects next, and returns how many it wrote. hold, when not nil,
+// keeps data valid: a heldSink keeps the pages instead of copying them.
+func writeRun(w pageSink, pfn uint64, data []byte, n, ps int, hold diskdump.Holder) (int, error) {
+	hw, _ := w.(heldSink)
 	used := 0
 	for used < n {
-		if err := w.WritePage(pfn+uint64(used), data[used*ps:(used+1)*ps]); err != nil {
+		page := data[used*ps : (used+1)*ps]
+		var err error
+		if hw != nil && hold != nil {
+			err = hw.WritePageHeld(pfn+uint64(used), page, hold)
+		} else {
+			err = w.WritePage(pfn+uint64(used), page)
+		}
+		if err != nil {
 			return used, err
 		}
 		used++

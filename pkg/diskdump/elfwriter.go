@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/ukdump/ukdump/internal/zeropage"
 )
 
 // ELF layout constants.
@@ -281,7 +283,7 @@ func (e *ELFWriter) WritePage(pfn uint64, data []byte) error {
 		e.err = fmt.Errorf("diskdump: write: %w", err)
 		return e.err
 	}
-	if bytes.Equal(data, e.zero) {
+	if zeropage.Is(data) {
 		e.stats.ZeroPages++
 	} else {
 		e.stats.RawPages++

@@ -52,8 +52,12 @@ type Window struct {
 	m    *mapper
 }
 
-// Release gives back one reference (a MapPages result). A Window may be
-// released from any goroutine.
+// Hold takes one more reference, for a page of the window kept past the
+// Release of the MapPages result it came with.
+func (w *Window) Hold() { w.refs.Add(1) }
+
+// Release gives back one reference (a MapPages result, or a Hold). A
+// Window may be released from any goroutine.
 func (w *Window) Release() {
 	if w != nil && w.refs.Add(-1) == 0 {
 		w.m.unmap(w.data)

@@ -1,9 +1,10 @@
 package vmcore
 
 import (
-	"encoding/binary"
 	"fmt"
 	"sort"
+
+	"github.com/ukdump/ukdump/internal/zeropage"
 )
 
 // ReadPhys reads len(buf) bytes of physical memory at paddr. Bytes in the
@@ -115,19 +116,4 @@ func (c *Core) RAMBitmap(startPFN uint64, n int, bits []byte) error {
 }
 
 // IsZero reports whether page contains only zero bytes.
-func IsZero(page []byte) bool {
-	le := binary.LittleEndian
-	for len(page) >= 64 {
-		if le.Uint64(page)|le.Uint64(page[8:])|le.Uint64(page[16:])|le.Uint64(page[24:])|
-			le.Uint64(page[32:])|le.Uint64(page[40:])|le.Uint64(page[48:])|le.Uint64(page[56:]) != 0 {
-			return false
-		}
-		page = page[64:]
-	}
-	for _, b := range page {
-		if b != 0 {
-			return false
-		}
-	}
-	return true
-}
+func IsZero(page []byte) bool { return zeropage.Is(page) }

@@ -9,9 +9,10 @@ import (
 // (128 MiB of memory with 4 KiB pages; a 4 KiB bitmap).
 const DefaultChunkPFNs = 1 << 15
 
-// batchPFNs is how many struct pages are read at once (256 KiB of
-// struct page for 64-byte pages).
-const batchPFNs = 1 << 12
+// batchPFNs is how many struct pages are read at once (64 KiB of struct
+// page for 64-byte pages): each read is one copy out of a mapping, so
+// larger batches save nothing but memory.
+const batchPFNs = 1 << 10
 
 // Chunk is the result of scanning one range of page frames. Zero pages are
 // not known yet: at a level with LevelZero the writer tests each dumped

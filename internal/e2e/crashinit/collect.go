@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime/pprof"
@@ -27,6 +28,8 @@ func collect(args []string) error {
 	cpus := fs.Int("cpus", 1, "CPUs (GOMAXPROCS)")
 	profile := fs.String("profile", "", "write a CPU profile here")
 	pread := fs.Bool("pread", false, "read the vmcore with pread, not through mappings")
+	databuf := fs.Int("databuf", 1024, "page data per write, KiB")
+	nodata := fs.Bool("nodata", false, "write the header, bitmaps and descriptors but not the page data: the dump's cost without its writes")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -63,7 +66,11 @@ func collect(args []string) error {
 	var res *collector.Result
 	err = dumpdir.WriteFile(filepath.Dir(out), filepath.Base(out), func(f *os.File) error {
 		var err error
-		res, err = collector.Write(core, capture.NewFlushingFile(f), collector.Options{Level: vmcore.Level(*level), Compression: c, Workers: *cpus})
+		var w io.WriterAt = capture.NewFlushingFile(f)
+		if *nodata {
+			w = &dropData{FlushingFile: capture.NewFlushingFile(f), buf: *databuf << 10}
+		}
+		res, err = collector.Write(core, w, collector.Options{Level: vmcore.Level(*level), Compression: c, Workers: *cpus, DataBuffer: *databuf << 10})
 		return err
 	})
 	if err != nil {
@@ -75,4 +82,25 @@ func collect(args []string) error {
 	fmt.Printf("written %d pages, %d zero, %d bytes of page data in %.3f s\n",
 		res.Writer.Written, res.Writer.ZeroPages, res.Writer.DataBytes, res.Took.Seconds())
 	return nil
+}
+
+// dropData drops the writes of page data: those from the first write of
+// most of a data buffer (-databuf; the writer flushes it when the next
+// page may not fit) on, at that offset or beyond. The header, bitmaps and
+// descriptors lie before the data and are written in smaller pieces
+// (at most 128 KiB).
+type dropData struct {
+	*capture.FlushingFile
+	buf    int
+	dataAt int64 // 0 until the first data buffer
+}
+
+func (d *dropData) WriteAt(p []byte, off int64) (int, error) {
+	if d.dataAt == 0 && len(p) > d.buf/2 && len(p) > 128<<10 {
+		d.dataAt = off
+	}
+	if d.dataAt != 0 && off >= d.dataAt {
+		return len(p), nil
+	}
+	return d.FlushingFile.WriteAt(p, off)
 }
