@@ -293,11 +293,8 @@ func write(core *vmcore.Core, out io.WriterAt, o Options, level vmcore.Level, fa
 // read into a buffer.
 func copyPages(core *vmcore.Core, w pageSink, o Options, src *source, start time.Time) error {
 	ps := core.PageSize()
-	// run bounds a run of mapped pages; one read with pread into buf,
-	// allocated when a run cannot be mapped, is at most preadRun: those
-	// copy page by page in the kernel anyway.
-	const run, preadRun = 64, 16
-	var buf []byte
+	const run = 64
+	var buf []byte // allocated when a run cannot be mapped
 	every := o.Every
 	if every <= 0 {
 		every = 2 * time.Second
@@ -332,9 +329,8 @@ func copyPages(core *vmcore.Core, w pageSink, o Options, src *source, start time
 		}
 		if !mapped {
 			if buf == nil {
-				buf = make([]byte, preadRun*ps)
+				buf = make([]byte, run*ps)
 			}
-			n = min(n, preadRun)
 			data = buf[:n*ps]
 			if err := core.ReadPages(pfn, n, data); err != nil {
 				n = 1
