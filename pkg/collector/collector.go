@@ -318,6 +318,7 @@ func copyPages(core *vmcore.Core, w pageSink, o Options, src *source, start time
 		}
 		data, win, mapped := core.MapPages(pfn, n)
 		if mapped {
+			n = len(data) / ps // fewer where the mapping ends
 			if k := vmcore.ReadablePages(data[:n*ps], ps); k == 0 {
 				// The first page faults: read it with pread, which
 				// returns the error instead of SIGBUS.

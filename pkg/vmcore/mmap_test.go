@@ -11,8 +11,8 @@ import (
 )
 
 // TestOpenMapped reads a vmcore file through mappings and with pread: the
-// same bytes, the same scan; MapPages gives each whole page's bytes and
-// declines pages it cannot map whole.
+// same bytes, the same scan; MapPages gives each whole page's bytes, cuts
+// runs where a window ends, and declines pages it cannot map whole.
 func TestOpenMapped(t *testing.T) {
 	k := synth.New(synth.Layout61)
 	name := filepath.Join(t.TempDir(), "vmcore")
@@ -75,6 +75,43 @@ func TestOpenMapped(t *testing.T) {
 	}
 	if mappedPages == 0 {
 		t.Fatal("MapPages mapped no page")
+	}
+	// A run that crosses the end of a window: MapPages gives the pages
+	// up to it, and the rest from the next window.
+	split := false
+	for pfn := uint64(0); pfn < plain.MaxPFN() && !split; pfn++ {
+		data, w, ok := mapped.MapPages(pfn, 64)
+		if !ok {
+			continue
+		}
+		windows = append(windows, w)
+		k := len(data) / 4096
+		if len(data)%4096 != 0 || k == 0 || k > 64 {
+			t.Fatalf("MapPages(%#x, 64): %d bytes", pfn, len(data))
+		}
+		if k == 64 {
+			continue
+		}
+		rest, w2, ok := mapped.MapPages(pfn+uint64(k), 64-k)
+		if !ok {
+			continue // the segment ends there
+		}
+		windows = append(windows, w2)
+		if w2 == w {
+			t.Fatalf("the rest of a run cut at a window's end from the same window")
+		}
+		want := make([]byte, 64*4096)
+		n := k + len(rest)/4096
+		if err := plain.ReadPages(pfn, n, want[:n*4096]); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(append(bytes.Clone(data), rest...), want[:n*4096]) {
+			t.Fatalf("run of %d pages at %#x cut after %d: differs from pread", n, pfn, k)
+		}
+		split = true
+	}
+	if !split {
+		t.Error("no run of MapPages crossed a window's end")
 	}
 	if _, _, ok := mapped.MapPages(0x780, 1); ok { // memsz > filesz: not in the file
 		t.Error("MapPages mapped a page of a segment's zero-filled tail")
