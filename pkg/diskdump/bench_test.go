@@ -44,7 +44,7 @@ func BenchmarkPageCompress(b *testing.B) {
 			var in, out int64
 			i := 0
 			for b.Loop() {
-				o, _, err := enc.encode(pages[i%len(pages)])
+				o, _, err := enc.encode(pages[i%len(pages)], enc.out)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -72,7 +72,7 @@ func BenchmarkPageDecompress(b *testing.B) {
 			}
 			var comp []cp
 			for _, p := range pages {
-				o, fl, err := enc.encode(p)
+				o, fl, err := enc.encode(p, enc.out)
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -75,13 +75,7 @@ type Encoded struct {
 
 // Encode returns how page is stored. Data is valid until the next call;
 // it may be page itself.
-func (e *PageEncoder) Encode(page []byte) (Encoded, error) {
-	if zeropage.Is(page) {
-		return Encoded{Zero: true}, nil
-	}
-	out, flags, err := e.encode(page)
-	return Encoded{Data: out, Flags: flags}, err
-}
+func (e *PageEncoder) Encode(page []byte) (Encoded, error) { return e.store(page, e.out) }
 
 // Room is how many bytes EncodeInto needs to compress into the caller's
 // buffer; 0 when the codec cannot (it copies).
@@ -97,21 +91,17 @@ func (e *PageEncoder) EncodeInto(page, room []byte) (Encoded, error) {
 	if e.room == 0 || len(room) < e.room {
 		return e.Encode(page)
 	}
+	return e.store(page, room[:e.room:e.room])
+}
+
+// store is Encode, lzo and snappy compressing into dst (whose capacity is
+// Room).
+func (e *PageEncoder) store(page, dst []byte) (Encoded, error) {
 	if zeropage.Is(page) {
 		return Encoded{Zero: true}, nil
 	}
-	room = room[:e.room:e.room]
-	var out []byte
-	switch e.c {
-	case LZO:
-		out = e.lzo.encode(room[:0], page, len(page))
-	case Snappy:
-		out = s2.EncodeSnappy(room, page)
-	}
-	if out == nil || len(out) >= len(page) {
-		return Encoded{Data: page}, nil
-	}
-	return Encoded{Data: out, Flags: e.c.flag()}, nil
+	out, flags, err := e.encode(page, dst)
+	return Encoded{Data: out, Flags: flags}, err
 }
 
 // inPlace reports whether p starts at the first byte after b's length,
@@ -120,10 +110,11 @@ func inPlace(b, p []byte) bool {
 	return len(p) > 0 && len(b) < cap(b) && &b[:len(b)+1][len(b)] == &p[0]
 }
 
-// encode compresses page. It returns the bytes to store and the page
-// descriptor flags: the raw page with flags 0 when compression does not
-// make it smaller. The result is valid until the next call.
-func (e *PageEncoder) encode(page []byte) ([]byte, uint32, error) {
+// encode compresses page, lzo and snappy into dst (e.out, or the
+// caller's room). It returns the bytes to store and the page descriptor
+// flags: the raw page with flags 0 when compression does not make it
+// smaller. The result is valid until the next call.
+func (e *PageEncoder) encode(page, dst []byte) ([]byte, uint32, error) {
 	var out []byte
 	switch e.c {
 	case Zlib:
@@ -137,12 +128,12 @@ func (e *PageEncoder) encode(page []byte) ([]byte, uint32, error) {
 		}
 		out = e.zbuf.Bytes()
 	case LZO:
-		out = e.lzo.encode(e.out, page, len(page))
+		out = e.lzo.encode(dst[:0], page, len(page))
 		if out == nil {
 			return page, 0, nil
 		}
 	case Snappy:
-		out = s2.EncodeSnappy(e.out[:cap(e.out)], page)
+		out = s2.EncodeSnappy(dst[:cap(dst)], page)
 	case Zstd:
 		out = e.zstd.EncodeAll(page, e.out[:0])
 		e.out = out[:0]

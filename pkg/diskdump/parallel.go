@@ -158,15 +158,17 @@ func (p *Parallel) encode(enc *PageEncoder) {
 				err = fmt.Errorf("diskdump: page %#x: %w", b.pfns[i], eerr)
 				break
 			}
-			if e.Flags != 0 && inPlace(b.out, e.Data) {
-				at := len(b.out)
-				b.out = b.out[:at+len(e.Data)]
-				e.Data = b.out[at:len(b.out):len(b.out)]
-			} else if !e.Zero && e.Flags != 0 {
+			if !e.Zero && e.Flags != 0 {
 				// Smaller than a page, so b.out never grows past
 				// its capacity and earlier slices stay valid.
+				// EncodeInto compressed it in b.out's free part
+				// when it could: then b.out only takes it in.
 				at := len(b.out)
-				b.out = append(b.out, e.Data...)
+				if inPlace(b.out, e.Data) {
+					b.out = b.out[:at+len(e.Data)]
+				} else {
+					b.out = append(b.out, e.Data...)
+				}
 				e.Data = b.out[at:len(b.out):len(b.out)]
 			} else if !e.Zero {
 				e.Data = page

@@ -66,9 +66,10 @@ func collect(args []string) error {
 	var res *collector.Result
 	err = dumpdir.WriteFile(filepath.Dir(out), filepath.Base(out), func(f *os.File) error {
 		var err error
-		var w io.WriterAt = capture.NewFlushingFile(f)
+		ff := capture.NewFlushingFile(f)
+		var w io.WriterAt = ff
 		if *nodata {
-			w = &dropData{FlushingFile: capture.NewFlushingFile(f), buf: *databuf << 10}
+			w = &dropData{FlushingFile: ff, buf: *databuf << 10}
 		}
 		res, err = collector.Write(core, w, collector.Options{Level: vmcore.Level(*level), Compression: c, Workers: *cpus, DataBuffer: *databuf << 10})
 		return err
