@@ -55,19 +55,24 @@ type Result struct {
 	// Wall is from the start of the child to its exit plus the sync of
 	// its output filesystem; Ran without the sync.
 	Wall, Ran, User, Sys float64 // seconds
-	RSSKiB               int64
-	Size                 int64
+	// RSSKiB is the peak resident set (VmHWM); AnonKiB the peak of its
+	// anonymous part (RssAnon, polled): the memory the run itself took,
+	// where the rest is its program's file pages, which in a crash kernel
+	// are the initramfs's, in memory whether mapped or not.
+	RSSKiB, AnonKiB int64
+	Size            int64
 	// Kept is the number of dumpable pages in the output (bitmap 2).
 	Kept uint64
 }
 
 // Line formats r as the crash kernel prints it (without Prefix).
 func (r Result) Line() string {
-	return fmt.Sprintf("%s name=%q cpus=%d rep=%d wall=%.4f ran=%.4f user=%.3f sys=%.3f rss_kib=%d size=%d kept=%d",
-		r.Kind, r.Name, r.CPUs, r.Rep, r.Wall, r.Ran, r.User, r.Sys, r.RSSKiB, r.Size, r.Kept)
+	return fmt.Sprintf("%s name=%q cpus=%d rep=%d wall=%.4f ran=%.4f user=%.3f sys=%.3f rss_kib=%d anon_kib=%d size=%d kept=%d",
+		r.Kind, r.Name, r.CPUs, r.Rep, r.Wall, r.Ran, r.User, r.Sys, r.RSSKiB, r.AnonKiB, r.Size, r.Kept)
 }
 
-var resultLine = regexp.MustCompile(`CRASHBENCH (result|extra) name="([^"]*)" cpus=(\d+) rep=(\d+) wall=([\d.]+) ran=([\d.]+) user=([\d.]+) sys=([\d.]+) rss_kib=(\d+) size=(\d+) kept=(\d+)`)
+// anon_kib is optional: consoles kept from before it was printed parse too.
+var resultLine = regexp.MustCompile(`CRASHBENCH (result|extra) name="([^"]*)" cpus=(\d+) rep=(\d+) wall=([\d.]+) ran=([\d.]+) user=([\d.]+) sys=([\d.]+) rss_kib=(\d+)(?: anon_kib=(\d+))? size=(\d+) kept=(\d+)`)
 
 // Parse reads the result lines of a console log.
 func Parse(console string) []Result {
@@ -76,7 +81,7 @@ func Parse(console string) []Result {
 		f := func(i int) float64 { v, _ := strconv.ParseFloat(m[i], 64); return v }
 		n := func(i int) int64 { v, _ := strconv.ParseInt(m[i], 10, 64); return v }
 		out = append(out, Result{Kind: m[1], Name: m[2], CPUs: int(n(3)), Rep: int(n(4)),
-			Wall: f(5), Ran: f(6), User: f(7), Sys: f(8), RSSKiB: n(9), Size: n(10), Kept: uint64(n(11))})
+			Wall: f(5), Ran: f(6), User: f(7), Sys: f(8), RSSKiB: n(9), AnonKiB: n(10), Size: n(11), Kept: uint64(n(12))})
 	}
 	return out
 }
@@ -87,7 +92,8 @@ type Summary struct {
 	CPUs             int
 	Runs             int
 	Wall, User, Sys  float64
-	RSSKiB, Size     int64
+	RSSKiB, AnonKiB  int64
+	Size             int64
 	Kept             uint64
 	WallMin, WallMax float64
 }
@@ -119,12 +125,13 @@ func Summarize(rs []Result) []Summary {
 			return v[len(v)/2]
 		}
 		s := Summary{Name: g[0].Name, CPUs: g[0].CPUs, Runs: len(g),
-			Wall:   med(func(r Result) float64 { return r.Wall }),
-			User:   med(func(r Result) float64 { return r.User }),
-			Sys:    med(func(r Result) float64 { return r.Sys }),
-			RSSKiB: int64(med(func(r Result) float64 { return float64(r.RSSKiB) })),
-			Size:   int64(med(func(r Result) float64 { return float64(r.Size) })),
-			Kept:   uint64(med(func(r Result) float64 { return float64(r.Kept) })),
+			Wall:    med(func(r Result) float64 { return r.Wall }),
+			User:    med(func(r Result) float64 { return r.User }),
+			Sys:     med(func(r Result) float64 { return r.Sys }),
+			RSSKiB:  int64(med(func(r Result) float64 { return float64(r.RSSKiB) })),
+			AnonKiB: int64(med(func(r Result) float64 { return float64(r.AnonKiB) })),
+			Size:    int64(med(func(r Result) float64 { return float64(r.Size) })),
+			Kept:    uint64(med(func(r Result) float64 { return float64(r.Kept) })),
 		}
 		s.WallMin, s.WallMax = g[0].Wall, g[0].Wall
 		for _, r := range g {

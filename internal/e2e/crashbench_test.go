@@ -95,7 +95,9 @@ func TestBenchCrash(t *testing.T) {
 // other candidates for the default; the default read with pread instead of
 // mappings, to weigh the two ways of reading /proc/vmcore; the default
 // without writing its page data, to weigh the writes; the default with
-// 256 KiB and 4 MiB writes instead of 1 MiB) on one CPU, then
+// 256 KiB and 4 MiB writes instead of 1 MiB) on one CPU, and the floor of
+// a Go program's peak RSS (crashinit idle: the runtime up, nothing done),
+// then
 // with cpus CPUs makedumpfile -l alone, with --num-threads, and ukdump; a
 // CPU profile of ukdump on one CPU and on all comes last, untimed.
 func benchConfig(cpus, reps int) crashbench.Config {
@@ -125,7 +127,8 @@ func benchConfig(cpus, reps int) crashbench.Config {
 		Reps:  reps,
 		Runs: []crashbench.Run{mdf(1), uk(1, "", ""), uk(1, "lzo", ""), uk(1, "snappy", ""), uk(1, "zstd", ""),
 			uk(1, "", "", "-pread"), uk(1, "", "", "-nodata"), uk(1, "", "", "-databuf", "256"),
-			uk(1, "", "", "-databuf", "4096")},
+			uk(1, "", "", "-databuf", "4096"),
+			{Name: "Go runtime floor (idle)", CPUs: 1, Argv: []string{"/init", "idle", ukOut}, Out: ukOut}},
 		Extra: []crashbench.Run{uk(1, "", "/mnt/uk/prof/cpu1.pprof")},
 	}
 	if cpus > 1 {

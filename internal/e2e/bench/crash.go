@@ -30,13 +30,14 @@ func crash(dir string) error {
 	if len(sums) == 0 {
 		return fmt.Errorf("%s: no results", dir)
 	}
-	fmt.Printf("\n%-34s %4s %9s %15s %7s %7s %11s %13s %11s\n", "tool", "CPUs", "wall s", "(min-max)", "user s", "sys s", "output MiB", "peak RSS MiB", "pages kept")
+	fmt.Printf("\n%-34s %4s %9s %15s %7s %7s %11s %13s %10s %11s\n", "tool", "CPUs", "wall s", "(min-max)", "user s", "sys s", "output MiB", "peak RSS MiB", "anon MiB", "pages kept")
 	by := map[string]crashbench.Summary{}
 	for _, s := range sums {
 		key := fmt.Sprintf("%s/%d", s.Name, s.CPUs)
 		by[key] = s
-		fmt.Printf("%-34s %4d %9.3f %15s %7.3f %7.3f %11.1f %13.1f %11d\n", s.Name, s.CPUs, s.Wall,
-			fmt.Sprintf("(%.3f-%.3f)", s.WallMin, s.WallMax), s.User, s.Sys, float64(s.Size)/(1<<20), float64(s.RSSKiB)/1024, s.Kept)
+		fmt.Printf("%-34s %4d %9.3f %15s %7.3f %7.3f %11.1f %13.1f %10.1f %11d\n", s.Name, s.CPUs, s.Wall,
+			fmt.Sprintf("(%.3f-%.3f)", s.WallMin, s.WallMax), s.User, s.Sys, float64(s.Size)/(1<<20), float64(s.RSSKiB)/1024,
+			float64(s.AnonKiB)/1024, s.Kept)
 	}
 	for _, l := range crashbench.RunFailures(console) {
 		fmt.Println(l)

@@ -82,6 +82,10 @@ func collect(args []string) error {
 	}
 	fmt.Printf("written %d pages, %d zero, %d bytes of page data in %.3f s\n",
 		res.Writer.Written, res.Writer.ZeroPages, res.Writer.DataBytes, res.Took.Seconds())
+	// The resident set at the end, by kind, beside the peak the bench
+	// polls: anonymous (heap, stacks, buffers) against file (the binary's
+	// text and data in the initramfs).
+	fmt.Println(rssSplit())
 	return nil
 }
 

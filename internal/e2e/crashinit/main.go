@@ -10,7 +10,8 @@
 // off.
 //
 // The same binary is the ukdump side of the comparison: "crashinit
-// collect" (collect.go) runs the collector as kdumpinit does.
+// collect" (collect.go) runs the collector as kdumpinit does, and
+// "crashinit idle" (idle.go) is the floor of a Go program's peak RSS.
 package main
 
 import (
@@ -36,6 +37,13 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "collect" {
 		if err := collect(os.Args[2:]); err != nil {
 			fmt.Fprintln(os.Stderr, "crashinit collect:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if len(os.Args) > 1 && os.Args[1] == "idle" {
+		if err := idle(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "crashinit idle:", err)
 			os.Exit(1)
 		}
 		return
@@ -149,14 +157,15 @@ func timeRun(r crashbench.Run, rep int, kind string) error {
 	cmd.Env = []string{"PATH=/usr/bin:/bin", "LD_LIBRARY_PATH=/lib/x86_64-linux-gnu"}
 	start := monotonic()
 	err = startPinned(cmd, r.CPUs)
-	var hwm int64
+	var hwm, anon int64
 	if err == nil {
 		stop := make(chan struct{})
-		got := make(chan int64)
-		go func() { got <- watchHWM(cmd.Process.Pid, stop) }()
+		got := make(chan [2]int64)
+		go func() { h, a := watchRSS(cmd.Process.Pid, stop); got <- [2]int64{h, a} }()
 		err = cmd.Wait()
 		close(stop)
-		hwm = <-got
+		peaks := <-got
+		hwm, anon = peaks[0], peaks[1]
 	}
 	if err != nil {
 		log, _ := os.ReadFile(out.Name())
@@ -181,35 +190,43 @@ func timeRun(r crashbench.Run, rep int, kind string) error {
 		d.Close()
 	}
 	say("%s", crashbench.Result{Kind: kind, Name: r.Name, CPUs: r.CPUs, Rep: rep, Wall: wall.Seconds(), Ran: ran.Seconds(),
-		User: tv(ru.Utime).Seconds(), Sys: tv(ru.Stime).Seconds(), RSSKiB: hwm, Size: fi.Size(), Kept: kept}.Line())
+		User: tv(ru.Utime).Seconds(), Sys: tv(ru.Stime).Seconds(), RSSKiB: hwm, AnonKiB: anon, Size: fi.Size(), Kept: kept}.Line())
 	return nil
 }
 
-// watchHWM returns the child's peak RSS (VmHWM, KiB), read every 10 ms
-// until stop. Not wait4's ru_maxrss: Go starts children with CLONE_VM, so
-// at exec the kernel records this process's own peak RSS as the child's,
-// and every tool would show at least crashinit's.
-func watchHWM(pid int, stop <-chan struct{}) int64 {
+// watchRSS returns the child's peak RSS (VmHWM, KiB) and the peak of its
+// anonymous part (RssAnon, KiB), read every 10 ms until stop. Not wait4's
+// ru_maxrss: Go starts children with CLONE_VM, so at exec the kernel
+// records this process's own peak RSS as the child's, and every tool
+// would show at least crashinit's.
+func watchRSS(pid int, stop <-chan struct{}) (hwm, anon int64) {
 	path := fmt.Sprintf("/proc/%d/status", pid)
-	var peak int64
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
 	for {
 		if b, err := os.ReadFile(path); err == nil {
-			for _, l := range strings.Split(string(b), "\n") {
-				if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
-					var kib int64
-					fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kib)
-					peak = max(peak, kib)
-				}
-			}
+			hwm = max(hwm, statusKiB(b, "VmHWM:"))
+			anon = max(anon, statusKiB(b, "RssAnon:"))
 		}
 		select {
 		case <-stop:
-			return peak
+			return hwm, anon
 		case <-t.C:
 		}
 	}
+}
+
+// statusKiB is the value of a "Key:   123 kB" line of /proc/PID/status,
+// 0 when it is not there.
+func statusKiB(status []byte, key string) int64 {
+	for _, l := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(l, key); ok {
+			var kib int64
+			fmt.Sscan(strings.TrimSuffix(strings.TrimSpace(v), "kB"), &kib)
+			return kib
+		}
+	}
+	return 0
 }
 
 // startPinned starts cmd on CPUs 0..cpus-1, as taskset would: the child
