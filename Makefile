@@ -90,7 +90,9 @@ demo: deps
 # a guest of BENCH_MEM MiB (page cache, anonymous memory of mixed content,
 # free memory) whose crash kernel (BENCH_CPUS CPUs) runs makedumpfile -l and
 # ukdump's collector on the same /proc/vmcore, alternating, BENCH_REPS times
-# each; its lines "bench:" and "bench-smp:" are the figures that count.
+# each; its lines "bench:" and "bench-smp:" (medians) are the figures that count;
+# "bench-fastest:" and "bench-smp-fastest:" compare the fastest runs, which
+# move less on a busy host.
 # bench-file: "ukdump convert" and makedumpfile on a host file, the ELF
 # vmcore of a 1.25 GiB guest made once by a real crash in QEMU and kept
 # outside the repository.
