@@ -10,6 +10,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/ukdump/ukdump/internal/vmcoretest"
+	"github.com/ukdump/ukdump/internal/zeropage"
 	"github.com/ukdump/ukdump/pkg/diskdump"
 	"github.com/ukdump/ukdump/pkg/vmcore"
 )
@@ -40,7 +41,7 @@ func keptPages(b *testing.B, max int) [][]byte {
 			if err := core.ReadPage(ch.StartPFN+uint64(i), p); err != nil {
 				b.Fatal(err)
 			}
-			if !vmcore.IsZero(p) {
+			if !zeropage.Is(p) {
 				pages = append(pages, p)
 			}
 		}

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/ukdump/ukdump/internal/vmcoretest"
+	"github.com/ukdump/ukdump/internal/zeropage"
 )
 
 // BenchmarkScan measures classification throughput (struct page reading
@@ -44,20 +45,10 @@ func BenchmarkReadPages(b *testing.B) {
 				b.Fatal(err)
 			}
 			for i := 0; i < n; i++ {
-				IsZero(buf[i*c.PageSize() : (i+1)*c.PageSize()])
+				zeropage.Is(buf[i*c.PageSize() : (i+1)*c.PageSize()])
 			}
 			bytes += int64(len(buf))
 		}
 	}
 	b.ReportMetric(float64(bytes)/b.Elapsed().Seconds()/1e6, "MB/s")
-}
-
-func BenchmarkIsZero(b *testing.B) {
-	page := make([]byte, 4096)
-	b.SetBytes(int64(len(page)))
-	for b.Loop() {
-		if !IsZero(page) {
-			b.Fatal("not zero")
-		}
-	}
 }

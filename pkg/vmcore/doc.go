@@ -23,7 +23,7 @@
 //     bitmaps (RAM and dumpable) per chunk, in bounded memory.
 //
 // Zero pages (dump level bit 1) are found on page contents by the caller,
-// while it reads page data, with [IsZero].
+// while it reads page data (the diskdump writers, with internal/zeropage).
 //
 // The kernel log of the dead kernel is read by the subpackage printk.
 //

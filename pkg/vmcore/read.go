@@ -3,8 +3,6 @@ package vmcore
 import (
 	"fmt"
 	"sort"
-
-	"github.com/ukdump/ukdump/internal/zeropage"
 )
 
 // ReadPhys reads len(buf) bytes of physical memory at paddr. Bytes in the
@@ -114,6 +112,3 @@ func (c *Core) RAMBitmap(startPFN uint64, n int, bits []byte) error {
 	}
 	return nil
 }
-
-// IsZero reports whether page contains only zero bytes.
-func IsZero(page []byte) bool { return zeropage.Is(page) }

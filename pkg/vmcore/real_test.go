@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/ukdump/ukdump/internal/vmcoretest"
+	"github.com/ukdump/ukdump/internal/zeropage"
 )
 
 // realCore opens the real vmcore named by env (see vmcoretest) or skips.
@@ -110,7 +111,7 @@ func readKdump(t *testing.T, path string) *kdumpFile {
 // TestMakedumpfileAgreement compares the page frames dumped at -d 31 with
 // the kdump-compressed file that makedumpfile writes for the same vmcore:
 // its bitmap 2 must equal our dumpable set, and the frames it stores as
-// its shared zero page must be exactly those IsZero finds among them
+// its shared zero page must be exactly those zeropage.Is finds among them
 // (makedumpfile keeps zero pages in bitmap 2, pointing at one zero page).
 func TestMakedumpfileAgreement(t *testing.T) {
 	c, path := realCore(t, vmcoretest.Debian61)
@@ -142,7 +143,7 @@ func TestMakedumpfileAgreement(t *testing.T) {
 				}
 				d := k.descs[desc*24:]
 				theirZero := le.Uint64(d) == k.zeroStart
-				if IsZero(page) {
+				if zeropage.Is(page) {
 					r = Zero
 				}
 				if theirZero != (r == Zero) {

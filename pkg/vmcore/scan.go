@@ -16,7 +16,7 @@ const batchPFNs = 1 << 10
 
 // Chunk is the result of scanning one range of page frames. Zero pages are
 // not known yet: at a level with LevelZero the writer tests each dumped
-// page with IsZero while it reads the data (makedumpfile keeps zero pages
+// page for zeros while it reads the data (makedumpfile keeps zero pages
 // set in bitmap 2 and points them all at one stored zero page).
 type Chunk struct {
 	StartPFN uint64

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/ukdump/ukdump/internal/zeropage"
 	"github.com/ukdump/ukdump/pkg/vmcore"
 	"github.com/ukdump/ukdump/pkg/vmcore/internal/synth"
 )
@@ -55,13 +56,13 @@ func TestSyntheticCore(t *testing.T) {
 				}
 			}
 			page := make([]byte, 4096)
-			if err := c.ReadPage(0x780, page); err != nil || !vmcore.IsZero(page) { // zero-filled tail
-				t.Errorf("ReadPage in memsz > filesz tail: %v, zero %v", err, vmcore.IsZero(page))
+			if err := c.ReadPage(0x780, page); err != nil || !zeropage.Is(page) { // zero-filled tail
+				t.Errorf("ReadPage in memsz > filesz tail: %v, zero %v", err, zeropage.Is(page))
 			}
 			if err := c.ReadPage(0x850, page); !errors.Is(err, vmcore.ErrNotRAM) {
 				t.Errorf("ReadPage of a hole: %v", err)
 			}
-			if err := c.ReadPage(0x100, page); err != nil || vmcore.IsZero(page) { // PML4
+			if err := c.ReadPage(0x100, page); err != nil || zeropage.Is(page) { // PML4
 				t.Errorf("ReadPage(PML4): %v", err)
 			}
 			tr, err := c.NewTranslator()
@@ -196,22 +197,6 @@ func TestClassifyBatchSizes(t *testing.T) {
 					t.Errorf("%s batch %d pfn %d: %v, want %v", l.Name(), batch, start+i, r, want)
 				}
 			}
-		}
-	}
-}
-
-func TestIsZero(t *testing.T) {
-	for _, n := range []int{0, 1, 63, 64, 65, 4096} {
-		b := make([]byte, n)
-		if !vmcore.IsZero(b) {
-			t.Errorf("IsZero(%d zeros) = false", n)
-		}
-		for i := 0; i < n; i++ {
-			b[i] = 1
-			if vmcore.IsZero(b) {
-				t.Errorf("IsZero with byte %d of %d set", i, n)
-			}
-			b[i] = 0
 		}
 	}
 }
