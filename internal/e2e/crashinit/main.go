@@ -159,13 +159,11 @@ func timeRun(r crashbench.Run, rep int, kind string) error {
 	err = startPinned(cmd, r.CPUs)
 	var hwm, anon int64
 	if err == nil {
-		stop := make(chan struct{})
-		got := make(chan [2]int64)
-		go func() { h, a := watchRSS(cmd.Process.Pid, stop); got <- [2]int64{h, a} }()
+		stop, watched := make(chan struct{}), make(chan struct{})
+		go func() { defer close(watched); hwm, anon = watchRSS(cmd.Process.Pid, stop) }()
 		err = cmd.Wait()
 		close(stop)
-		peaks := <-got
-		hwm, anon = peaks[0], peaks[1]
+		<-watched
 	}
 	if err != nil {
 		log, _ := os.ReadFile(out.Name())
