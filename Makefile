@@ -92,7 +92,7 @@ demo: deps
 # ukdump's collector on the same /proc/vmcore, alternating, BENCH_REPS times
 # each; its lines "bench:" and "bench-smp:" (medians) are the figures that count;
 # "bench-fastest:" and "bench-smp-fastest:" compare the fastest runs, which
-# move less on a busy host.
+# move less on a busy host when BENCH_REPS is 5 or more.
 # bench-file: "ukdump convert" and makedumpfile on a host file, the ELF
 # vmcore of a 1.25 GiB guest made once by a real crash in QEMU and kept
 # outside the repository.

@@ -47,7 +47,8 @@ func crash(dir string) error {
 	ref, ok2 := by["makedumpfile -l/1"]
 	// The medians of this host's runs move by up to 25% between runs of
 	// the same code (it shares its CPUs); the fastest run of each tool is
-	// the one least disturbed, and its ratio moves far less.
+	// the one least disturbed, and with 5 repetitions its ratio moved
+	// less (0.83-0.87 over three runs where the medians gave 0.70-0.93).
 	fastest := func(line string, ours, ref crashbench.Summary) {
 		fmt.Printf("%s time_ratio=%.2f (fastest of %d and %d runs: %.3f s against %.3f s, %s)\n",
 			line, ours.WallMin/ref.WallMin, ours.Runs, ref.Runs, ours.WallMin, ref.WallMin, ref.Name)
