@@ -447,7 +447,8 @@ func TestFaultTargetUnmountable(t *testing.T) {
 }
 
 // bigDump makes the dump long enough under TCG (all of RAM, uncompressed:
-// about 350 MiB) for a fault to land in its middle.
+// about 350 MiB of pages, 165 MiB written, zero pages stored once) for a
+// fault to land in its middle.
 const bigDump = "dump_level 0\ncompression none\nfailure_action reboot\n"
 
 // TestFaultWriteErrors: the target starts failing every write (EIO) in the
@@ -582,6 +583,11 @@ func TestFaultDiskHangs(t *testing.T) {
 			d.Seconds(), hungTaskSecs, how, host.Seconds())})
 }
 
+// powerLossSpan is how far into the dump's writes TestFaultPowerLoss may
+// cut the power: short of the ~165 MiB bigDump writes in its 512 MiB
+// guest, so that the dump is never over first.
+const powerLossSpan = 150 << 20
+
 // TestFaultPowerLoss: the machine loses power at a random point of the
 // dump: QEMU is killed, and the disk loses every write it had not been
 // told to flush. The filesystem must recover by its journal alone, an
@@ -595,10 +601,12 @@ func TestFaultPowerLoss(t *testing.T) {
 		seed, _ = strconv.ParseUint(s, 10, 64)
 	}
 	rng := rand.New(rand.NewPCG(seed, 0))
-	// The whole uncompressed dump takes 8-10 s under TCG: the power goes
-	// anywhere from the directory's making to near its end.
-	delay := time.Duration(rng.Float64() * float64(7*time.Second))
-	t.Logf("seed %d: power loss %s after the dump directory is made", seed, delay)
+	// The whole uncompressed dump writes about 165 MiB: the power goes
+	// anywhere from the directory's making to near its end, counted in
+	// bytes the disk has taken, not in time: a delay of up to 7 s, made
+	// when the dump took 8-10 s under TCG, outran it once it took 5.
+	after := int64(rng.Float64() * float64(powerLossSpan))
+	t.Logf("seed %d: power loss after %.1f MiB of writes from the dump directory's making", seed, float64(after)/(1<<20))
 	earlier := map[string][]byte{
 		"var/crash/earlier-2024-01-01-00:00:00/vmcore":           []byte(strings.Repeat("an earlier dump\n", 1<<16)),
 		"var/crash/earlier-2024-01-01-00:00:00/vmcore-dmesg.txt": []byte("the earlier dump's kernel log\n"),
@@ -611,8 +619,12 @@ func TestFaultPowerLoss(t *testing.T) {
 			if _, ok := at(t, vm, `kdumpinit: writing dump to`); !ok {
 				return
 			}
-			time.Sleep(delay)
-			r.fault(time.Now())
+			select {
+			case tm := <-r.NBD.AfterWrites(after):
+				r.fault(tm)
+			case <-vm.Done():
+				return
+			}
 			kill()
 			<-vm.Done()
 			var err error
@@ -672,7 +684,7 @@ func TestFaultPowerLoss(t *testing.T) {
 	if len(kept) == 0 {
 		kept = []string{"no new dump directory"}
 	}
-	r.report(t, faultReport{Fault: fmt.Sprintf("power loss %.1f s after the dump directory was made (seed %d), %d unflushed writes lost", delay.Seconds(), seed, lost),
+	r.report(t, faultReport{Fault: fmt.Sprintf("power loss after %.1f MiB of writes from the dump directory's making (seed %d), %d unflushed writes lost", float64(after)/(1<<20), seed, lost),
 		Happened: fmt.Sprintf("QEMU killed; dump complete before: %v", done),
 		Kept:     strings.Join(kept, "; ") + "; earlier dump intact; e2fsck: " + oneLine(replay) + ", then clean",
 		Reboot:   "n/a (power loss)"})

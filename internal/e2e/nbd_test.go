@@ -38,6 +38,8 @@ type faultDisk struct {
 	hung       bool
 	hungSince  chan struct{} // closed when the first request is left unanswered
 	firstFail  chan time.Time
+	wroteTo    int64          // AfterWrites: the written total that fires it
+	wrote      chan time.Time // nil when not armed
 	release    chan struct{}
 	dead       bool
 	written    int64
@@ -170,6 +172,16 @@ func (d *faultDisk) Stats() (written int64, flushes, failed int) {
 	return d.written, d.flushes, d.failed
 }
 
+// AfterWrites returns a channel that receives the time once n more bytes
+// of writes than so far have reached the disk: a point in the guest's
+// work that does not move with the host's speed, as a delay would.
+func (d *faultDisk) AfterWrites(n int64) <-chan time.Time {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.wroteTo, d.wrote = d.written+n, make(chan time.Time, 1)
+	return d.wrote
+}
+
 // FirstFailure receives the time of the first request answered with EIO.
 func (d *faultDisk) FirstFailure() <-chan time.Time { return d.firstFail }
 
@@ -294,6 +306,10 @@ func (d *faultDisk) do(typ uint16, off, n int64, data []byte) (uint32, []byte) {
 		}
 		d.undo = append(d.undo, undoRecord{off, old})
 		d.written += n
+		if d.wrote != nil && d.written >= d.wroteTo {
+			d.wrote <- time.Now()
+			d.wrote = nil
+		}
 		return 0, nil
 	case nbdCmdFlush:
 		if d.failAfter == 0 {
