@@ -14,6 +14,14 @@ type Secret struct {
 	Data []byte
 }
 
+// SecretWriter is an output that takes the secrets archive its own way:
+// the loader's in-memory initramfs writes it into pages it has locked in
+// memory, so that no key goes to swap. Build uses WriteSecret instead of
+// Write for that archive when w has it.
+type SecretWriter interface {
+	WriteSecret(p []byte) (int, error)
+}
+
 // writeSecrets appends the secrets archive to w at offset off (the bytes
 // written so far) and returns the bytes written, padding included. The
 // archive is built in one buffer owned here and wiped before returning:
@@ -39,7 +47,13 @@ func writeSecrets(w io.Writer, off int64, secrets []Secret, dir string) (int64, 
 	if len(buf) > size {
 		return 0, fmt.Errorf("mkinitrd: secrets archive outgrew its buffer")
 	}
-	n, err := w.Write(buf)
+	var n int
+	var err error
+	if sw, ok := w.(SecretWriter); ok {
+		n, err = sw.WriteSecret(buf)
+	} else {
+		n, err = w.Write(buf)
+	}
 	return int64(n), err
 }
 

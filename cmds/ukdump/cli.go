@@ -5,8 +5,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/ukdump/ukdump/pkg/loader"
+	"github.com/ukdump/ukdump/pkg/lock"
 )
 
 // The exit codes, as the usage documents them.
@@ -30,6 +34,9 @@ type command struct {
 	args []arg
 	// run carries the verb out once flags and arguments are checked.
 	run func(c *call) error
+	// locked verbs change what a crash would do (the loaded crash kernel,
+	// the key items, crypttab): one runs at a time (package lock).
+	locked bool
 }
 
 // arg is a positional argument: its name in the synopsis and what it is.
@@ -96,7 +103,7 @@ func (c command) execute(args []string, stdout, stderr io.Writer) int {
 		}
 		return c.usageFailure(stderr, fmt.Sprintf("want %s (%s), have %d", arguments(len(c.args)), c.argNames(), len(cl.args)))
 	}
-	err := c.run(cl)
+	err := c.runLocked(cl)
 	var ue usageError
 	var es exitStatus
 	switch {
@@ -109,6 +116,24 @@ func (c command) execute(args []string, stdout, stderr io.Writer) int {
 		return exitFailure
 	}
 	return exitOK
+}
+
+// runLocked runs the verb, holding the lock when it is a locked one. The
+// lock lives beside the state file: /run/ukdump/lock.
+func (c command) runLocked(cl *call) (err error) {
+	if !c.locked {
+		return c.run(cl)
+	}
+	state := cl.loader.StateFile
+	if state == "" {
+		state = loader.DefaultStateFile
+	}
+	l, err := lock.Take(filepath.Join(filepath.Dir(state), "lock"), c.name, lock.DefaultWait, cl.stderr)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, l.Release()) }()
+	return c.run(cl)
 }
 
 func (c command) usageFailure(stderr io.Writer, msg string) int {

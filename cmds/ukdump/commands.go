@@ -8,6 +8,7 @@ import (
 	"github.com/ukdump/ukdump/pkg/config"
 	"github.com/ukdump/ukdump/pkg/crypttab"
 	"github.com/ukdump/ukdump/pkg/diskdump"
+	"github.com/ukdump/ukdump/pkg/keys"
 	"github.com/ukdump/ukdump/pkg/loader"
 )
 
@@ -20,10 +21,14 @@ func commands() []command {
 		loadCommand("reload", "load again over the loaded crash kernel (service reload, kernel and udev hooks), reusing the kernel's saved keys where the logon keys are gone", loader.Reload),
 		{
 			name:     "unload",
-			synopsis: "ukdump unload [-state FILE]",
+			synopsis: "ukdump unload [-forget-keys] [-state FILE]",
 			summary:  "unload the crash kernel",
-			flags:    stateFlag,
-			run:      func(c *call) error { return unload(c.loader.StateFile, c.stdout) },
+			flags: func(fs *flag.FlagSet, o *opts) {
+				fs.BoolVar(&o.forgetKeys, "forget-keys", false, "also destroy the volume keys ukdump keeps sealed in root's user keyring (package removal); a later load needs them again from their source or a passphrase")
+				stateFlag(fs, o)
+			},
+			run:    func(c *call) error { return unload(c.loader.StateFile, c.forgetKeys, c.stdout) },
+			locked: true,
 		},
 		{
 			name:     "status",
@@ -34,7 +39,10 @@ func commands() []command {
 				stateFlag(fs, o)
 				fs.BoolVar(&o.loadedKernel, "loaded-kernel", false, "print only the release of the loaded crash kernel; exit 1, printing nothing, when none is loaded")
 			},
-			run: func(c *call) error { return showStatus(c.loader, c.loadedKernel, c.stdout) },
+			run: func(c *call) error {
+				protect(c.stderr)
+				return showStatus(c.loader, c.loadedKernel, c.stdout)
+			},
 		},
 		{
 			name:     "test",
@@ -44,7 +52,8 @@ func commands() []command {
 				fs.BoolVar(&o.yes, "yes", false, "crash without asking (needed without a terminal)")
 				stateFlag(fs, o)
 			},
-			run: func(c *call) error { return crashTest(c.loader.StateFile, c.yes, c.stdout) },
+			run:    func(c *call) error { return crashTest(c.loader.StateFile, c.yes, c.stdout) },
+			locked: true,
 		},
 		{
 			name:     "estimate",
@@ -55,14 +64,21 @@ func commands() []command {
 		},
 		{
 			name:     "setup-crypttab",
-			synopsis: "ukdump setup-crypttab [-yes] [-crypttab FILE] [-config FILE] [-kernel IMAGE] [-modules DIR] [-kernel-config FILE] [-init BINARY]",
+			synopsis: "ukdump setup-crypttab [-yes] [-remove] [-crypttab FILE] [-config FILE] [-kernel IMAGE] [-modules DIR] [-kernel-config FILE] [-init BINARY]",
 			summary:  "add link-volume-key= to the crypttab lines of the LUKS volumes under the target, so that the next boots leave their keys where load finds them",
 			flags: func(fs *flag.FlagSet, o *opts) {
 				fs.BoolVar(&o.yes, "yes", false, "apply the change without asking (needed without a terminal)")
+				fs.BoolVar(&o.remove, "remove", false, "take the link-volume-key= options ukdump adds off every line instead (package removal)")
 				fs.StringVar(&o.crypttab, "crypttab", crypttab.DefaultFile, "the crypttab `FILE` to edit")
 				buildFlags(fs, o)
 			},
-			run: func(c *call) error { return setupCrypttab(c.loader, c.crypttab, c.yes, c.stdout) },
+			run: func(c *call) error {
+				if c.remove {
+					return removeCrypttab(c.crypttab, c.yes, c.stdout)
+				}
+				return setupCrypttab(c.loader, c.crypttab, c.yes, c.stdout)
+			},
+			locked: true,
 		},
 		{
 			name:     "mkinitrd",
@@ -120,6 +136,8 @@ type opts struct {
 	convert      convertOpts
 	loadedKernel bool
 	yes          bool
+	remove       bool
+	forgetKeys   bool
 	crypttab     string
 }
 
@@ -132,16 +150,18 @@ func loadCommand(name, summary string, run func(*loader.Plan, io.Writer) (*loade
 		summary:  summary,
 		flags:    loadFlags,
 		run: func(c *call) error {
+			protect(c.stderr)
 			c.loader.Keys.Prompt = terminalPrompt()
 			return load(c.loader, run, c.stdout)
 		},
+		locked: true,
 	}
 }
 
 // loadFlags are the flags of load and reload.
 func loadFlags(fs *flag.FlagSet, o *opts) {
 	buildFlags(fs, o)
-	fs.StringVar(&o.loader.Keys.KeyFile, "key-file", "", "`FILE` holding a LUKS passphrase, - for standard input (tried after the keyring and the live mapping)")
+	fs.StringVar(&o.loader.Keys.KeyFile, "key-file", "", "`FILE` holding a LUKS passphrase, every byte of it as for cryptsetup --key-file (a final newline too), - for standard input (tried after the keyring and the live mapping)")
 	fs.BoolVar(&o.loader.ReuseKeys, "reuse-keys", false, "kernel transport: load with the volume keys saved by the last load")
 	stateFlag(fs, o)
 }
@@ -149,9 +169,9 @@ func loadFlags(fs *flag.FlagSet, o *opts) {
 // buildFlags are the flags of the verbs that build a crash initramfs.
 func buildFlags(fs *flag.FlagSet, o *opts) {
 	configFlag(fs, o)
-	fs.StringVar(&o.loader.Kernel, "kernel", "", "crash kernel `IMAGE` (default /boot/vmlinuz-$(uname -r))")
+	fs.StringVar(&o.loader.Kernel, "kernel", "", "crash kernel `IMAGE` (default /boot/vmlinuz-$(uname -r), else /usr/lib/modules/$(uname -r)/vmlinuz)")
 	fs.StringVar(&o.loader.ModuleDir, "modules", "", "kernel module `DIR` (default /lib/modules/$(uname -r))")
-	fs.StringVar(&o.loader.KernelConfig, "kernel-config", "", "kernel config `FILE`, to pick the initramfs compression (default /boot/config-$(uname -r))")
+	fs.StringVar(&o.loader.KernelConfig, "kernel-config", "", "kernel config `FILE`, to pick the initramfs compression (default /boot/config-$(uname -r), else /usr/lib/modules/$(uname -r)/config)")
 	fs.StringVar(&o.loader.Init, "init", "", "static kdumpinit `BINARY` (default: beside ukdump, then /usr/lib/ukdump)")
 }
 
@@ -163,4 +183,12 @@ func configFlag(fs *flag.FlagSet, o *opts) {
 // stateFlag is the flag of the verbs that read or write load's record.
 func stateFlag(fs *flag.FlagSet, o *opts) {
 	fs.StringVar(&o.loader.StateFile, "state", loader.DefaultStateFile, "`FILE` where load records what it loaded")
+}
+
+// protect readies the process for volume keys (keys.Protect) before a verb
+// reads any; a failure to lock memory is said, not fatal.
+func protect(stderr io.Writer) {
+	if err := keys.Protect(); err != nil {
+		fmt.Fprintf(stderr, "ukdump: warning: %v\n", err)
+	}
 }

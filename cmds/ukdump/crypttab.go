@@ -121,6 +121,49 @@ func editCrypttab(p *loader.Plan, env crypttabEnv, yes bool) error {
 	return nil
 }
 
+// removeCrypttab takes off every line the link-volume-key= options that
+// setup-crypttab adds (a key named kdump-cryptsetup:vk-…, of either type),
+// for the package's removal: without ukdump nothing seals those keys, and
+// they would stay readable by root's processes for every uptime. Other
+// link-volume-key= values are the administrator's and stay.
+func removeCrypttab(file string, yes bool, out io.Writer) error {
+	old, err := os.ReadFile(file)
+	if errors.Is(err, fs.ErrNotExist) {
+		fmt.Fprintf(out, "%s does not exist: nothing to do\n", file)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("crypttab: %w", err)
+	}
+	tab := crypttab.Parse(old)
+	edited := tab.Clone()
+	ours := func(v string) bool {
+		_, desc, ok := strings.Cut(v, "::%")
+		_, name, _ := strings.Cut(desc, ":")
+		return ok && strings.HasPrefix(name, keys.Description(""))
+	}
+	for _, e := range edited.Entries() {
+		if _, err := edited.RemoveOption(e.Line, crypttab.LinkVolumeKey, ours); err != nil {
+			return err
+		}
+	}
+	diff := crypttab.Diff(file, tab, edited)
+	if diff == "" {
+		fmt.Fprintf(out, "%s has no link-volume-key= of ukdump's: nothing to do\n", file)
+		return nil
+	}
+	fmt.Fprintf(out, "%s\n", diff)
+	env := crypttabEnv{File: file, In: os.Stdin, Terminal: isTerminal(int(os.Stdin.Fd())), Out: out}
+	if err := confirm(env, yes); err != nil {
+		return err
+	}
+	if err := crypttab.Write(file, old, edited.Bytes(), file+backupSuffix); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "wrote %s (as it was before: %s%s); systemd-cryptsetup no longer leaves those keys from the next boot on\n", file, file, backupSuffix)
+	return nil
+}
+
 // confirm asks on a terminal; without one only yes applies the change.
 func confirm(env crypttabEnv, yes bool) error {
 	switch {

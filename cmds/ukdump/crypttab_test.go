@@ -181,3 +181,39 @@ func TestSetupCrypttabDebian12(t *testing.T) {
 		t.Errorf("output lacks %q:\n%s", w, out.String())
 	}
 }
+
+// TestRemoveCrypttab: the package's removal takes ukdump's
+// link-volume-key= off every line, of either key type, keeps the
+// administrator's own options and values, and keeps a backup.
+func TestRemoveCrypttab(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "crypttab")
+	in := "# kept\nroot_crypt UUID=a none luks,link-volume-key=@u::%user:kdump-cryptsetup:vk-a,discard\n" +
+		"data UUID=b /key luks,link-volume-key=@u::%logon:kdump-cryptsetup:vk-b\n" +
+		"mine UUID=c none luks,link-volume-key=@s::%user:my-own-key\n"
+	if err := os.WriteFile(file, []byte(in), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := removeCrypttab(file, true, &out); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	want := "# kept\nroot_crypt UUID=a none luks,discard\ndata UUID=b /key luks\nmine UUID=c none luks,link-volume-key=@s::%user:my-own-key\n"
+	if b, _ := os.ReadFile(file); string(b) != want {
+		t.Errorf("after removal:\n%s\nwant\n%s", b, want)
+	}
+	if b, _ := os.ReadFile(file + backupSuffix); string(b) != in {
+		t.Errorf("backup:\n%s", b)
+	}
+	if st, _ := os.Stat(file); st.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v, want 0600", st.Mode().Perm())
+	}
+	out.Reset()
+	if err := removeCrypttab(file, true, &out); err != nil || !strings.Contains(out.String(), "nothing to do") {
+		t.Errorf("second removal: %v\n%s", err, out.String())
+	}
+	out.Reset()
+	if err := removeCrypttab(filepath.Join(dir, "none"), true, &out); err != nil || !strings.Contains(out.String(), "does not exist") {
+		t.Errorf("no crypttab: %v\n%s", err, out.String())
+	}
+}

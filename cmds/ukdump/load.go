@@ -1,10 +1,12 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 
 	"github.com/ukdump/ukdump/pkg/kexec"
+	"github.com/ukdump/ukdump/pkg/keys"
 	"github.com/ukdump/ukdump/pkg/loader"
 )
 
@@ -69,11 +71,18 @@ func mkinitrd(o loader.Options, output string, out io.Writer) error {
 	return nil
 }
 
-func unload(stateFile string, out io.Writer) error {
+func unload(stateFile string, forgetKeys bool, out io.Writer) error {
 	err := kexec.UnloadCrash()
 	if err == nil {
 		err = loader.RemoveState(stateFile)
 		fmt.Fprintln(out, "crash kernel unloaded")
+	}
+	if forgetKeys {
+		if ferr := keys.DefaultSeal().Forget(); ferr != nil {
+			err = errors.Join(err, ferr)
+		} else {
+			fmt.Fprintln(out, "sealed volume keys destroyed")
+		}
 	}
 	return err
 }

@@ -81,11 +81,11 @@ func TestVerbHelp(t *testing.T) {
 	}{
 		{"load", []string{"config", "init", "kernel", "kernel-config", "key-file", "modules", "reuse-keys", "state"}, nil},
 		{"reload", []string{"config", "init", "kernel", "kernel-config", "key-file", "modules", "reuse-keys", "state"}, nil},
-		{"unload", []string{"state"}, nil},
+		{"unload", []string{"forget-keys", "state"}, nil},
 		{"status", []string{"config", "loaded-kernel", "state"}, nil},
 		{"test", []string{"state", "yes"}, nil},
 		{"estimate", []string{"config", "init", "kernel", "kernel-config", "modules"}, nil},
-		{"setup-crypttab", []string{"config", "crypttab", "init", "kernel", "kernel-config", "modules", "yes"}, nil},
+		{"setup-crypttab", []string{"config", "crypttab", "init", "kernel", "kernel-config", "modules", "remove", "yes"}, nil},
 		{"mkinitrd", []string{"config", "init", "kernel", "kernel-config", "modules", "o"}, nil},
 		{"convert", []string{"c", "d", "elf", "q"}, []string{"IN", "OUT"}},
 		{"dmesg", nil, []string{"DUMP"}},

@@ -204,6 +204,39 @@ func (f *File) SetOption(i int, name, value string) (bool, error) {
 	return true, nil
 }
 
+// RemoveOption drops from the volume line i every option called name
+// whose value match accepts; a line left with no options loses its
+// options field. It reports whether the line changed.
+func (f *File) RemoveOption(i int, name string, match func(value string) bool) (bool, error) {
+	e, ok := f.entry(i)
+	if !ok {
+		return false, fmt.Errorf("crypttab: line %d: %w", i+1, ErrNotVolume)
+	}
+	l := f.lines[i]
+	fl := l.fields
+	if len(fl) < 4 {
+		return false, nil
+	}
+	var keep []string
+	for _, o := range e.Options {
+		if k, v, _ := strings.Cut(o, "="); k == name && match(v) {
+			continue
+		}
+		keep = append(keep, o)
+	}
+	if len(keep) == len(e.Options) {
+		return false, nil
+	}
+	var text string
+	if len(keep) == 0 {
+		text = l.text[:fl[2][1]] + l.text[fl[3][1]:]
+	} else {
+		text = l.text[:fl[3][0]] + strings.Join(keep, ",") + l.text[fl[3][1]:]
+	}
+	f.lines[i] = parseLine(text, l.eol)
+	return true, nil
+}
+
 // setOption returns opts with opt (name=…) in the place of the first
 // option called name, further ones dropped, or at the end. "-" and "none"
 // stand for no options.

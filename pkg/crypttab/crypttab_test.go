@@ -109,6 +109,44 @@ func TestSetOption(t *testing.T) {
 	}
 }
 
+func TestRemoveOption(t *testing.T) {
+	ours := func(v string) bool { return strings.HasSuffix(v, ":kdump-cryptsetup:vk-x") }
+	for _, tc := range []struct {
+		name, in, want string
+		changed        bool
+	}{
+		{"middle", "root UUID=x none luks,link-volume-key=@u::%user:kdump-cryptsetup:vk-x,discard\n", "root UUID=x none luks,discard\n", true},
+		{"last, tabs", "root\tUUID=x\tnone\tluks,link-volume-key=@u::%logon:kdump-cryptsetup:vk-x\n", "root\tUUID=x\tnone\tluks\n", true},
+		{"the only option", "root UUID=x none link-volume-key=@u::%user:kdump-cryptsetup:vk-x\n", "root UUID=x none\n", true},
+		{"the only option, trailing space", "root UUID=x none link-volume-key=@u::%user:kdump-cryptsetup:vk-x  \n", "root UUID=x none  \n", true},
+		{"every one", "root UUID=x none link-volume-key=@u::%user:kdump-cryptsetup:vk-x,luks,link-volume-key=@u::%logon:kdump-cryptsetup:vk-x\n", "root UUID=x none luks\n", true},
+		{"someone else's", "root UUID=x none luks,link-volume-key=@s::%user:mine\n", "root UUID=x none luks,link-volume-key=@s::%user:mine\n", false},
+		{"none", "root UUID=x none luks\n", "root UUID=x none luks\n", false},
+		{"three fields", "root UUID=x /key", "root UUID=x /key", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := Parse([]byte(tc.in))
+			changed, err := f.RemoveOption(0, LinkVolumeKey, ours)
+			if err != nil || changed != tc.changed {
+				t.Fatalf("RemoveOption = %v, %v; want %v", changed, err, tc.changed)
+			}
+			if got := string(f.Bytes()); got != tc.want {
+				t.Errorf("after RemoveOption:\n%q\nwant\n%q", got, tc.want)
+			}
+		})
+	}
+	// What SetOption added to a line of two fields, RemoveOption takes off.
+	f := Parse([]byte("root\tUUID=x\n"))
+	f.SetOption(0, LinkVolumeKey, "@u::%user:kdump-cryptsetup:vk-x")
+	f.RemoveOption(0, LinkVolumeKey, ours)
+	if got := string(f.Bytes()); got != "root\tUUID=x\tnone\n" {
+		t.Errorf("set then removed: %q", got)
+	}
+	if _, err := Parse([]byte("# c\n")).RemoveOption(0, LinkVolumeKey, ours); !errors.Is(err, ErrNotVolume) {
+		t.Errorf("RemoveOption on a comment: %v", err)
+	}
+}
+
 func TestLinkVolumeKeyValue(t *testing.T) {
 	if got := LinkVolumeKeyValue("logon", "kdump-cryptsetup:vk-u"); got != "@u::%logon:kdump-cryptsetup:vk-u" {
 		t.Errorf("LinkVolumeKeyValue = %q", got)

@@ -6,7 +6,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/u-root/u-root/pkg/dt"
 
@@ -23,7 +25,6 @@ import (
 // the MMU off and x0 zero: arm64 booting.rst wants the tree's address there).
 
 const (
-	pageSize       = 4096
 	kernelAlign    = 2 << 20 // booting.rst: text_offset from a 2 MiB aligned base
 	trampolineSize = 40
 )
@@ -41,14 +42,19 @@ type arm64Plan struct {
 	entry    uint64
 	// initrd and coreHdr are where the device tree says they are.
 	initrd, coreHdr Range
+	// region is the reservation everything is in (crashk_res).
+	region Range
 }
 
 func alignUp(v, a uint64) uint64 { return (v + a - 1) &^ (a - 1) }
 
 // planARM64 places image (a plain arm64 Image), initrd, the core header
-// and the device tree fdt (edited here) in crash[0], the largest
-// reservation, and returns the segments and the trampoline's address.
-func planARM64(fdt *dt.FDT, image, initrd, coreHdr []byte, cmdline string, crash []Range) (*arm64Plan, error) {
+// and the device tree fdt (edited here) in region, the crash kernel's
+// reservation (crashk_res) among crash, every segment aligned to
+// pageSize, the running kernel's page size (kexec_load refuses segments
+// that are not: 4, 16 or 64 KiB on arm64), and returns the segments and
+// the trampoline's address.
+func planARM64(fdt *dt.FDT, image, initrd, coreHdr []byte, cmdline string, region Range, crash []Range, pageSize uint64) (*arm64Plan, error) {
 	img, _, err := armimage.Unpack(image)
 	if err != nil {
 		return nil, fmt.Errorf("kexec: crash kernel: %w", err)
@@ -56,11 +62,13 @@ func planARM64(fdt *dt.FDT, image, initrd, coreHdr []byte, cmdline string, crash
 	if img.Packing != armimage.Plain {
 		return nil, errors.New("kexec: crash kernel: kexec_load takes the unpacked Image")
 	}
-	if len(crash) == 0 {
+	if len(crash) == 0 || region.Size == 0 {
 		return nil, errors.New("kexec: no crashkernel= reservation")
 	}
-	region := crash[0]
-	p := &arm64Plan{}
+	if pageSize == 0 || pageSize&(pageSize-1) != 0 {
+		return nil, fmt.Errorf("kexec: page size %d", pageSize)
+	}
+	p := &arm64Plan{region: region}
 	next := alignUp(region.Start, kernelAlign) + img.Header.TextOffset
 	add := func(buf []byte, memsz uint64) Range {
 		r := Range{next, alignUp(max(memsz, uint64(len(buf))), pageSize)}
@@ -138,8 +146,10 @@ func editFDT(fdt *dt.FDT, cmdline string, p *arm64Plan, crash []Range) error {
 		return err
 	}
 	chosen.UpdateProperty("linux,elfcorehdr", hdr)
+	// crashk_res first, as of_kexec_alloc_and_setup_fdt writes it.
 	var usable []byte
-	for _, r := range crash {
+	ordered := append([]Range{p.region}, slices.DeleteFunc(slices.Clone(crash), func(r Range) bool { return r == p.region })...)
+	for _, r := range ordered {
 		b, err := addrRange(addrCells, sizeCells, r)
 		if err != nil {
 			return err
@@ -201,6 +211,10 @@ func (e Env) LoadARM64(image, initrd []byte, cmdline string) error {
 	if err != nil {
 		return err
 	}
+	region, err := e.CrashKernelRegion(crash)
+	if err != nil {
+		return err
+	}
 	layout, err := e.CoreLayout(elf.EM_AARCH64, crash)
 	if err != nil {
 		return err
@@ -213,7 +227,7 @@ func (e Env) LoadARM64(image, initrd []byte, cmdline string) error {
 	if err != nil {
 		return fmt.Errorf("kexec: the running kernel's device tree: %w", err)
 	}
-	p, err := planARM64(fdt, image, initrd, hdr, cmdline, crash)
+	p, err := planARM64(fdt, image, initrd, hdr, cmdline, region, crash, uint64(os.Getpagesize()))
 	if err != nil {
 		return err
 	}

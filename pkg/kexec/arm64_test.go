@@ -170,29 +170,23 @@ func bootFDT(t *testing.T) *dt.FDT {
 }
 
 func TestPlanARM64(t *testing.T) {
-	crash := []Range{{0xa8100000, 0x10000000}, {0x20000000, 0x1000000}}
+	// crashkernel=X,high: crashk_res high, crashk_low_res below 4 GiB,
+	// larger here, so that taking the largest would be wrong.
+	crash := []Range{{0x20000000, 0x20000000}, {0xa8100000, 0x10000000}}
+	region := crash[1]
 	kernel := image(0, 40<<20, 30<<20)
 	initrd := bytes.Repeat([]byte{0xa5}, 1500<<10+3)
 	hdr := make([]byte, 700)
-	p, err := planARM64(bootFDT(t), kernel, initrd, hdr, "console=ttyAMA0 nr_cpus=1", crash)
+	for _, page := range []uint64{4 << 10, 16 << 10, 64 << 10} {
+		p, err := planARM64(bootFDT(t), kernel, initrd, hdr, "console=ttyAMA0 nr_cpus=1", region, crash, page)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkPlanARM64(t, p, kernel, initrd, region, page)
+	}
+	p, err := planARM64(bootFDT(t), kernel, initrd, hdr, "console=ttyAMA0 nr_cpus=1", region, crash, 4096)
 	if err != nil {
 		t.Fatal(err)
-	}
-	// The kernel at the first 2 MiB boundary in the reservation, with room
-	// for its bss; every segment page-aligned, inside, apart.
-	if k := p.segments[0]; k.mem.Start != 0xa8200000 || k.mem.Size != 40<<20 || &k.buf[0] != &kernel[0] {
-		t.Errorf("kernel segment at %s", k.mem)
-	}
-	for i, s := range p.segments {
-		if s.mem.Start%pageSize != 0 || s.mem.Size%pageSize != 0 || uint64(len(s.buf)) > s.mem.Size {
-			t.Errorf("segment %d: %s, %d bytes", i, s.mem, len(s.buf))
-		}
-		if s.mem.Start < crash[0].Start || s.mem.End() > crash[0].End() {
-			t.Errorf("segment %d: %s outside %s", i, s.mem, crash[0])
-		}
-		if i > 0 && s.mem.Start < p.segments[i-1].mem.End() {
-			t.Errorf("segment %d overlaps the one before", i)
-		}
 	}
 	// The initramfs is handed over in place: a copy would be a copy of
 	// the keys it may hold.
@@ -239,7 +233,7 @@ func TestPlanARM64(t *testing.T) {
 		"linux,initrd-start":        be(p.initrd.Start),
 		"linux,initrd-end":          be(p.initrd.End()),
 		"linux,elfcorehdr":          be(p.coreHdr.Start, 700),
-		"linux,usable-memory-range": be(0xa8100000, 0x10000000, 0x20000000, 0x1000000),
+		"linux,usable-memory-range": be(0xa8100000, 0x10000000, 0x20000000, 0x20000000),
 		"kaslr-seed":                nil,
 	} {
 		if got := prop(name); !bytes.Equal(got, want) {
@@ -268,10 +262,65 @@ func TestPlanARM64Errors(t *testing.T) {
 			if name == "32-bit cells" {
 				fdt.RootNode.Update(dt.PropertyU32("#address-cells", 1))
 			}
-			_, err := planARM64(fdt, tc.kernel, []byte{1}, []byte{2}, "", tc.crash)
+			var region Range
+			if len(tc.crash) > 0 {
+				region = tc.crash[0]
+			}
+			_, err := planARM64(fdt, tc.kernel, []byte{1}, []byte{2}, "", region, tc.crash, 4096)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("err = %v, want %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// checkPlanARM64: the kernel at the first 2 MiB boundary in the
+// reservation, with room for its bss; every segment aligned to the
+// running kernel's page size, inside the reservation, apart.
+func checkPlanARM64(t *testing.T, p *arm64Plan, kernel, initrd []byte, region Range, page uint64) {
+	t.Helper()
+	if k := p.segments[0]; k.mem.Start != 0xa8200000 || k.mem.Size != 40<<20 || &k.buf[0] != &kernel[0] {
+		t.Errorf("page %d: kernel segment at %s", page, k.mem)
+	}
+	for i, s := range p.segments {
+		if s.mem.Start%page != 0 || s.mem.Size%page != 0 || uint64(len(s.buf)) > s.mem.Size {
+			t.Errorf("page %d: segment %d: %s, %d bytes", page, i, s.mem, len(s.buf))
+		}
+		if s.mem.Start < region.Start || s.mem.End() > region.End() {
+			t.Errorf("page %d: segment %d: %s outside %s", page, i, s.mem, region)
+		}
+		if i > 0 && s.mem.Start < p.segments[i-1].mem.End() {
+			t.Errorf("page %d: segment %d overlaps the one before", page, i)
+		}
+	}
+}
+
+// TestCrashKernelRegion: crashk_res is the reservation of
+// kexec_crash_size's size, not the largest: crashkernel=256M,high with a
+// 512M low part.
+func TestCrashKernelRegion(t *testing.T) {
+	regions := []Range{{0x20000000, 512 << 20}, {0x8_4000_0000, 256 << 20}}
+	e := Env{Proc: t.TempDir(), Sys: t.TempDir()}
+	if r, err := e.CrashKernelRegion(regions); err != nil || r != regions[0] {
+		t.Errorf("without kexec_crash_size: %v, %v; want the largest", r, err)
+	}
+	write := func(s string) {
+		os.MkdirAll(filepath.Join(e.Sys, "kernel"), 0o755)
+		if err := os.WriteFile(filepath.Join(e.Sys, "kernel", "kexec_crash_size"), []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("268435456\n")
+	if r, err := e.CrashKernelRegion(regions); err != nil || r != regions[1] {
+		t.Errorf("crashk_res of 256M: %v, %v; want %v", r, err, regions[1])
+	}
+	// A low part of the same size lies below crashk_res.
+	same := []Range{{0x20000000, 256 << 20}, {0x8_4000_0000, 256 << 20}}
+	if r, err := e.CrashKernelRegion(same); err != nil || r != same[1] {
+		t.Errorf("two of 256M: %v, %v; want the high one", r, err)
+	}
+	write("1024\n")
+	if _, err := e.CrashKernelRegion(regions); err == nil || !strings.Contains(err.Error(), "kexec_crash_size") {
+		t.Errorf("no reservation of that size: %v", err)
 	}
 }

@@ -62,6 +62,32 @@ func (e Env) CrashRegions() ([]Range, error) {
 	return out, nil
 }
 
+// CrashKernelRegion picks, among the reservations regions (CrashRegions),
+// the kernel's crashk_res: the one kexec_load must place every segment of
+// a crash kernel in. /proc/iomem names it and crashk_low_res alike ("Crash
+// kernel"); /sys/kernel/kexec_crash_size is crashk_res's size alone. A
+// low part of the same size is below it: of several that match, the
+// highest. Without that file, the largest.
+func (e Env) CrashKernelRegion(regions []Range) (Range, error) {
+	if len(regions) == 0 {
+		return Range{}, errors.New("kexec: no crashkernel= reservation")
+	}
+	size, err := readUint(filepath.Join(e.Sys, "kernel", "kexec_crash_size"))
+	if err != nil {
+		return regions[0], nil
+	}
+	var best Range
+	for _, r := range regions {
+		if r.Size == size && r.Start >= best.Start {
+			best = r
+		}
+	}
+	if best.Size == 0 {
+		return Range{}, fmt.Errorf("kexec: no reservation in %s has the %d bytes of kexec_crash_size: %v", filepath.Join(e.Proc, "iomem"), size, regions)
+	}
+	return best, nil
+}
+
 // kcoreLoads reads the program headers of /proc/kcore: the kernel image's
 // mapping and each System RAM range with its linear-map address, as the
 // running kernel maps them. They are the virtual addresses the dead kernel

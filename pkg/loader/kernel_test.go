@@ -53,3 +53,35 @@ func TestKernelImageARM64(t *testing.T) {
 		t.Error("readKernel of a missing file: no error")
 	}
 }
+
+// TestInstalled: a kernel's files in /boot, or beside its modules where
+// Debian's 7.x packages and Fedora's kernel-core put them; /boot first.
+func TestInstalled(t *testing.T) {
+	const rel = "7.3.4+deb13-cloud-amd64"
+	root := t.TempDir()
+	touch := func(name string) {
+		p := filepath.Join(root, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if k := Installed(root, rel); k.Image != "/boot/vmlinuz-"+rel || k.Config != "/boot/config-"+rel || k.Modules != "/lib/modules/"+rel {
+		t.Errorf("nothing installed: %+v, want the /boot names for the error", k)
+	}
+	touch("usr/lib/modules/" + rel + "/vmlinuz")
+	touch("usr/lib/modules/" + rel + "/config")
+	want := InstalledKernel{Image: "/usr/lib/modules/" + rel + "/vmlinuz", Config: "/usr/lib/modules/" + rel + "/config", Modules: "/usr/lib/modules/" + rel}
+	if k := Installed(root, rel); k != want {
+		t.Errorf("7.x package layout: %+v, want %+v", k, want)
+	}
+	touch("boot/vmlinuz-" + rel)
+	touch("boot/config-" + rel)
+	touch("lib/modules/" + rel + "/modules.dep")
+	want = InstalledKernel{Image: "/boot/vmlinuz-" + rel, Config: "/boot/config-" + rel, Modules: "/lib/modules/" + rel}
+	if k := Installed(root, rel); k != want {
+		t.Errorf("both: %+v, want %+v", k, want)
+	}
+}

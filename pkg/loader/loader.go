@@ -75,9 +75,10 @@ func Defaults(o Options) (Options, error) {
 		}
 	}
 	set(&o.ConfigFile, config.DefaultConfigFile)
-	set(&o.Kernel, "/boot/vmlinuz-"+rel)
-	set(&o.ModuleDir, "/lib/modules/"+rel)
-	set(&o.KernelConfig, "/boot/config-"+rel)
+	k := Installed("/", rel)
+	set(&o.Kernel, k.Image)
+	set(&o.ModuleDir, k.Modules)
+	set(&o.KernelConfig, k.Config)
 	set(&o.StateFile, DefaultStateFile)
 	set(&o.ProcDir, "/proc")
 	if o.Init == "" {
@@ -100,6 +101,33 @@ func Defaults(o Options) (Options, error) {
 		o.Keys.Log = io.Discard
 	}
 	return o, nil
+}
+
+// InstalledKernel is where a kernel release's files are.
+type InstalledKernel struct {
+	Image, Config, Modules string
+}
+
+// Installed finds the image, config and module tree of kernel release
+// rel under root, where distributions put them: /boot/vmlinuz-<rel> and
+// /boot/config-<rel> (Debian's kernels up to 6.x), or beside the modules
+// in /usr/lib/modules/<rel>/vmlinuz and config (Debian's 7.x packages,
+// Fedora's kernel-core). What is nowhere gets the /boot name, which the
+// error then shows.
+func Installed(root, rel string) InstalledKernel {
+	first := func(names ...string) string {
+		for _, n := range names {
+			if _, err := os.Stat(filepath.Join(root, n)); err == nil {
+				return n
+			}
+		}
+		return names[0]
+	}
+	return InstalledKernel{
+		Image:   first("/boot/vmlinuz-"+rel, "/usr/lib/modules/"+rel+"/vmlinuz", "/lib/modules/"+rel+"/vmlinuz"),
+		Config:  first("/boot/config-"+rel, "/usr/lib/modules/"+rel+"/config", "/lib/modules/"+rel+"/config"),
+		Modules: first("/lib/modules/"+rel, "/usr/lib/modules/"+rel),
+	}
 }
 
 // findInit returns the first kdumpinit in initDirs, or the Debian path
@@ -371,26 +399,23 @@ func Load(p *Plan, out io.Writer) (st *State, err error) {
 	build.Secrets = hand.secrets
 	build.Config.Volumes = hand.volumes
 
-	fd, err := unix.MemfdCreate("ukdump-initramfs", unix.MFD_CLOEXEC)
+	initrd, err := newMemfd("ukdump-initramfs")
 	if err != nil {
-		return nil, fmt.Errorf("loader: memfd: %w", err)
+		return nil, err
 	}
-	initrd := os.NewFile(uintptr(fd), "ukdump-initramfs")
 	defer initrd.Close()
+	// The kernel has its own copy once kexec_file_load returns; the
+	// memfd's must not outlive it, on every path.
+	defer func() {
+		if werr := initrd.wipeSecrets(); werr != nil {
+			st, err = nil, errors.Join(err, fmt.Errorf("loader: wiping the keys in the in-memory initramfs: %w", werr))
+		}
+	}()
 	rep, err := mkinitrd.Build(initrd, build)
 	// The memfd has the keys now; logon keys must live until the load.
 	hand.wipe()
 	if err != nil {
 		return nil, err
-	}
-	if rep.SecretsLen > 0 {
-		// The kernel has its own copy once kexec_file_load returns; the
-		// memfd's must not outlive it, on every path.
-		defer func() {
-			if _, werr := initrd.WriteAt(make([]byte, rep.SecretsLen), rep.SecretsAt); werr != nil {
-				st, err = nil, errors.Join(err, fmt.Errorf("loader: wiping the keys in the in-memory initramfs: %w", werr))
-			}
-		}()
 	}
 	rep.Print(out)
 	if e, err := p.estimate(rep, ks.Reserved); err == nil && !e.Enough() {
@@ -398,7 +423,7 @@ func Load(p *Plan, out io.Writer) (st *State, err error) {
 			e.Total>>20, ks.Reserved>>20, e.Cmdline())
 	}
 	cmdline := kexec.WithCPUs(kexec.CrashCmdline(p.Options.Cmdline, p.File.CmdlineAppend), p.File.CrashCPUs)
-	via, err := kexec.LoadCrash(kernel, initrd, cmdline)
+	via, err := kexec.LoadCrash(kernel, initrd.File, cmdline)
 	if err != nil {
 		return nil, err
 	}

@@ -1,11 +1,17 @@
 package loader
 
 import (
+	"bytes"
+	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/ukdump/ukdump/pkg/loader/loadertest"
 )
@@ -247,4 +253,62 @@ func TestInitDirs(t *testing.T) {
 	if got := strings.Join(initDirs(""), " "); got != "/usr/lib/ukdump /usr/libexec/ukdump" {
 		t.Errorf("initDirs without an executable = %s", got)
 	}
+}
+
+// TestMemfdSecretsLocked: the secrets archive of the in-memory initramfs
+// is written into pages locked in memory, and wiped with them.
+func TestMemfdSecretsLocked(t *testing.T) {
+	m, err := newMemfd("ukdump-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	head := bytes.Repeat([]byte{1}, 5000)
+	if _, err := m.Write(head); err != nil {
+		t.Fatal(err)
+	}
+	secret := bytes.Repeat([]byte{0xa5}, 3*4096)
+	if n, err := m.WriteSecret(secret); err != nil || n != len(secret) {
+		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.ENOMEM) {
+			t.Skipf("cannot lock memory here: %v", err)
+		}
+		t.Fatalf("WriteSecret = %d, %v", n, err)
+	}
+	if locked := lockedKiB(t, m.locked); locked < len(secret)>>10 {
+		t.Errorf("the key pages: %d KiB locked, want %d", locked, len(secret)>>10)
+	}
+	got := make([]byte, len(head)+len(secret))
+	if _, err := m.ReadAt(got, 0); err != nil || !bytes.Equal(got[:len(head)], head) || !bytes.Equal(got[len(head):], secret) {
+		t.Fatalf("the file holds something else: %v", err)
+	}
+	if err := m.wipeSecrets(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.ReadAt(got, 0); err != nil || !bytes.Equal(got[len(head):], make([]byte, len(secret))) || !bytes.Equal(got[:len(head)], head) {
+		t.Fatalf("after wipeSecrets: %v", err)
+	}
+}
+
+// lockedKiB reads the Locked: line of the mapping b in /proc/self/smaps.
+func lockedKiB(t *testing.T, b []byte) int {
+	t.Helper()
+	smaps, err := os.ReadFile("/proc/self/smaps")
+	if err != nil {
+		t.Skip(err)
+	}
+	start := fmt.Sprintf("%x-", uintptr(unsafe.Pointer(&b[0])))
+	in := false
+	for _, l := range strings.Split(string(smaps), "\n") {
+		if f := strings.Fields(l); len(f) > 0 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":") {
+			in = strings.HasPrefix(f[0], start)
+			continue
+		}
+		if in && strings.HasPrefix(l, "Locked:") {
+			var kib int
+			fmt.Sscanf(strings.TrimPrefix(l, "Locked:"), "%d", &kib)
+			return kib
+		}
+	}
+	t.Fatalf("no mapping at %s in /proc/self/smaps", start)
+	return 0
 }

@@ -1,6 +1,7 @@
 package loader
 
 import (
+	"bytes"
 	"crypto/subtle"
 	"errors"
 	"fmt"
@@ -109,6 +110,11 @@ type KeyStore interface {
 	PBKDF2(id int, hash string, salt []byte, iter, keyLen int, limit time.Duration) ([]byte, error)
 	// TableKey is dm.TableKey; the caller wipes the key.
 	TableKey(name string) (key []byte, ref string, err error)
+	// Seal, FindSealed and ReadSealed are keys.Seal's: a user key taken
+	// out of reach of every process without CAP_SYS_ADMIN, and read back.
+	Seal(id int) error
+	FindSealed(desc string) (int, error)
+	ReadSealed(id int) ([]byte, error)
 }
 
 // hostKeys is the running kernel.
@@ -116,6 +122,9 @@ type hostKeys struct{}
 
 func (hostKeys) Find(keyType, desc string) (int, error) { return keys.Find(keyType, desc) }
 func (hostKeys) Read(id int) ([]byte, error)            { return keys.Read(id) }
+func (hostKeys) Seal(id int) error                      { return keys.DefaultSeal().Seal(id) }
+func (hostKeys) FindSealed(desc string) (int, error)    { return keys.DefaultSeal().FindSealed(desc) }
+func (hostKeys) ReadSealed(id int) ([]byte, error)      { return keys.DefaultSeal().ReadSealed(id) }
 func (hostKeys) TableKey(name string) ([]byte, string, error) {
 	return dm.TableKey(name)
 }
@@ -154,7 +163,7 @@ func findKey(v Volume, t config.Transport, o KeyOptions) (*Key, error) {
 	say := func(format string, args ...any) {
 		fmt.Fprintf(o.Log, "  %s: "+format+"\n", append([]any{v.Name}, args...)...)
 	}
-	k, err := liveKey(v, t, o.store(), say)
+	k, err := liveKey(v, t, o.store(), say, true)
 	if k != nil || err != nil {
 		return k, err
 	}
@@ -165,6 +174,9 @@ func findKey(v Volume, t config.Transport, o KeyOptions) (*Key, error) {
 	}
 	b, err := unlockWithPassphrase(v, pass)
 	if err != nil {
+		if errors.Is(err, keyslot.ErrNoKeyslot) && o.pass.fromFile() && bytes.HasSuffix(pass, []byte("\n")) {
+			err = fmt.Errorf("%w (the key file ends with a newline, which is part of the passphrase, as for cryptsetup --key-file: write it with printf '%%s' or echo -n)", err)
+		}
 		return nil, fmt.Errorf("loader: %s (LUKS %s): %w", v.Name, v.UUID, err)
 	}
 	say("key from the passphrase (keyslot KDF run here, checked against the header digest)")
@@ -195,7 +207,7 @@ func ProbeKey(v Volume, t config.Transport, o KeyOptions) KeyProbe {
 	var p KeyProbe
 	note := func(format string, args ...any) { p.Notes = append(p.Notes, fmt.Sprintf(format, args...)) }
 	s := o.store()
-	k, err := liveKey(v, t, s, note)
+	k, err := liveKey(v, t, s, note, false)
 	if k != nil {
 		p.From, p.Source = k.From, k.Source
 		k.Wipe()
@@ -211,9 +223,9 @@ func ProbeKey(v Volume, t config.Transport, o KeyOptions) KeyProbe {
 
 // liveKey tries the sources that need nobody to type anything: the
 // keyrings, then the live table. It returns no key and no error when none
-// of them has the key.
-func liveKey(v Volume, t config.Transport, s KeyStore, say func(string, ...any)) (*Key, error) {
-	k, err := keyringKey(v, t, s, say)
+// of them has the key. With seal, a user key it reads is sealed.
+func liveKey(v Volume, t config.Transport, s KeyStore, say func(string, ...any), seal bool) (*Key, error) {
+	k, err := keyringKey(v, t, s, say, seal)
 	if k != nil || err != nil {
 		return k, err
 	}
@@ -236,8 +248,10 @@ func liveKey(v Volume, t config.Transport, s KeyStore, say func(string, ...any))
 
 // keyringKey looks for the volume key in the keyrings: a logon key, which
 // only the kernel transport can use since it never gives its bytes, then a
-// user key, whose bytes serve either transport.
-func keyringKey(v Volume, t config.Transport, s KeyStore, say func(string, ...any)) (*Key, error) {
+// user key, whose bytes serve either transport: one in a keyring the
+// loader reaches (sealed once read, with seal), then one sealed by an
+// earlier load.
+func keyringKey(v Volume, t config.Transport, s KeyStore, say func(string, ...any), seal bool) (*Key, error) {
 	logon := false
 	for _, desc := range []string{keys.Description(v.UUID), keys.LegacyDescription(v.UUID)} {
 		id, err := s.Find("logon", desc)
@@ -261,13 +275,38 @@ func keyringKey(v Volume, t config.Transport, s KeyStore, say func(string, ...an
 		return &Key{Volume: v, LogonDesc: desc, From: FromLogonKey, Source: "logon key " + desc}, nil
 	}
 	desc := keys.Description(v.UUID)
-	id, err := s.Find("user", desc)
-	switch {
-	case err != nil && logon:
-		say("no user key %s", desc)
+	if k, err := userKey(v, s, desc, say, seal); k != nil || err != nil {
+		return k, err
+	}
+	id, err := s.FindSealed(desc)
+	if err != nil {
+		if logon {
+			say("no user key %s", desc)
+		} else {
+			say("no logon or user key %s in the keyrings ukdump reaches", desc)
+		}
 		return nil, nil
-	case err != nil:
-		say("no logon or user key %s in the keyrings ukdump reaches", desc)
+	}
+	b, err := s.ReadSealed(id)
+	if err != nil {
+		say("user key %s, sealed by an earlier load, not readable here: %v", desc, err)
+		return nil, nil
+	}
+	if err := v.Header.VerifyKey(b); err != nil {
+		keys.Wipe(b)
+		return nil, fmt.Errorf("loader: %s (LUKS %s): sealed user key %s: %w", v.Name, v.UUID, desc, err)
+	}
+	say("key from user key %s, sealed by an earlier load (checked against the header digest)", desc)
+	return &Key{Volume: v, Bytes: b, From: FromUserKey, Source: "user key " + desc + " (sealed)"}, nil
+}
+
+// userKey reads the user key desc from the keyrings the loader reaches
+// and, with seal, seals it: from then on no process without CAP_SYS_ADMIN
+// reads it (keys.Seal). It returns no key and no error when there is none
+// it can read.
+func userKey(v Volume, s KeyStore, desc string, say func(string, ...any), seal bool) (*Key, error) {
+	id, err := s.Find("user", desc)
+	if err != nil {
 		return nil, nil
 	}
 	b, err := s.Read(id)
@@ -279,8 +318,20 @@ func keyringKey(v Volume, t config.Transport, s KeyStore, say func(string, ...an
 		keys.Wipe(b)
 		return nil, fmt.Errorf("loader: %s (LUKS %s): user key %s: %w", v.Name, v.UUID, desc, err)
 	}
-	say("key from user key %s (checked against the header digest)", desc)
-	return &Key{Volume: v, Bytes: b, From: FromUserKey, Source: "user key " + desc}, nil
+	k := &Key{Volume: v, Bytes: b, From: FromUserKey, Source: "user key " + desc}
+	if !seal {
+		say("key from user key %s (checked against the header digest; readable by root's processes until a load seals it)", desc)
+		return k, nil
+	}
+	if err := s.Seal(id); err != nil {
+		// The load goes on: the key stays where it was, as readable as
+		// before ukdump read it.
+		say("key from user key %s (checked against the header digest); WARNING: sealing it failed, so root's processes can still read it: %v", desc, err)
+		return k, nil
+	}
+	say("key from user key %s (checked against the header digest; sealed: only a process with CAP_SYS_ADMIN reads it now)", desc)
+	k.Source += " (sealed)"
+	return k, nil
 }
 
 // verifyLogon checks a logon key against the digest with the kernel's

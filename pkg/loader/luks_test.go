@@ -173,26 +173,54 @@ func TestProbeKey(t *testing.T) {
 }
 
 // TestPrepareKeysUserKey: a user key goes into the initramfs secrets for
-// the initrd transport, and every copy is wiped by cleanup.
+// the initrd transport, and every copy is wiped by cleanup. The load seals
+// the key; the next load reads the sealed key. A seal that fails leaves
+// the load going, with a warning.
 func TestPrepareKeysUserKey(t *testing.T) {
 	v, key := testVolume(t, "crypt")
+	desc := keys.Description(v.UUID)
 	f := &loadertest.Keys{}
-	f.Add("user", keys.Description(v.UUID), key)
+	f.Add("user", desc, key)
 	p := &Plan{Volumes: []Volume{v}, Transport: config.Initrd,
 		Options: Options{Keys: KeyOptions{Store: f}, CrashDM: keys.CrashDM{Dir: filepath.Join(t.TempDir(), "none")}}}
+	for i, want := range []string{
+		"crypt: key from user key " + desc + " (checked against the header digest; sealed: only a process with CAP_SYS_ADMIN reads it now)",
+		"crypt: key from user key " + desc + ", sealed by an earlier load (checked against the header digest)",
+	} {
+		var out bytes.Buffer
+		h, err := prepareKeys(p, &out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(h.secrets) != 1 || !bytes.Equal(h.secrets[0].Data, key) || h.sources[0].Source != "user key "+desc+" (sealed)" {
+			t.Fatalf("load %d: handover: %d secrets, sources %+v", i, len(h.secrets), h.sources)
+		}
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("load %d: output lacks %q:\n%s", i, want, out.String())
+		}
+		if !f.Sealed(desc) {
+			t.Errorf("load %d: the user key is not sealed", i)
+		}
+		if bytes.Contains(out.Bytes(), key) || strings.Contains(out.String(), fmt.Sprintf("%x", key)) {
+			t.Error("load output holds the key")
+		}
+		if err := h.cleanup(); err != nil {
+			t.Fatal(err)
+		}
+		f.AllWiped(t)
+	}
+
+	f = &loadertest.Keys{SealErr: errors.New("keys: sealing key 1: chown: operation not permitted")}
+	f.Add("user", desc, key)
+	p.Options.Keys.Store = f
 	var out bytes.Buffer
 	h, err := prepareKeys(p, &out)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(h.secrets) != 1 || !bytes.Equal(h.secrets[0].Data, key) || h.sources[0].Source != "user key "+keys.Description(v.UUID) {
-		t.Fatalf("handover: %d secrets, sources %+v", len(h.secrets), h.sources)
-	}
-	if !strings.Contains(out.String(), "crypt: key from user key "+keys.Description(v.UUID)) {
-		t.Errorf("load output does not say the source:\n%s", out.String())
-	}
-	if bytes.Contains(out.Bytes(), key) || strings.Contains(out.String(), fmt.Sprintf("%x", key)) {
-		t.Error("load output holds the key")
+	if !strings.Contains(out.String(), "WARNING: sealing it failed, so root's processes can still read it: keys: sealing key 1: chown: operation not permitted") ||
+		h.sources[0].Source != "user key "+desc {
+		t.Errorf("a failed seal: source %q, output:\n%s", h.sources[0].Source, out.String())
 	}
 	if err := h.cleanup(); err != nil {
 		t.Fatal(err)

@@ -56,10 +56,14 @@ func (p *passphrases) wipe() {
 	p.file, p.held = nil, nil
 }
 
+// fromFile reports whether the passphrases come from a key file.
+func (p *passphrases) fromFile() bool { return p != nil && p.o.KeyFile != "" }
+
 // readKeyFile reads a passphrase ("-": standard input) into one buffer
 // owned here: io.ReadAll and os.ReadFile grow their buffers by copying,
-// leaving earlier copies nobody can wipe. A final newline is not part of
-// the passphrase.
+// leaving earlier copies nobody can wipe. Every byte is the passphrase,
+// a final newline too, as cryptsetup reads --key-file (the file or "-"):
+// a key file that opens the volume with cryptsetup opens it here.
 func readKeyFile(name string) ([]byte, error) {
 	f := os.Stdin
 	if name != "-" {
@@ -72,10 +76,6 @@ func readKeyFile(name string) ([]byte, error) {
 	b, err := keys.ReadSecret(f, maxPassphrase)
 	if err != nil {
 		return nil, fmt.Errorf("key file %s: %w", name, err)
-	}
-	if n := len(b); n > 0 && b[n-1] == '\n' {
-		b[n-1] = 0
-		b = b[:n-1]
 	}
 	return b, nil
 }

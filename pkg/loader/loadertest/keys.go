@@ -25,33 +25,73 @@ type Keys struct {
 	// NoHMAC is a kernel that cannot hash with a keyring key; Unreadable
 	// a process that does not possess the user keys it finds.
 	NoHMAC, Unreadable bool
-	handed             [][]byte
+	// SealErr, when set, is what sealing a key fails with.
+	SealErr error
+	handed  [][]byte
 }
 
 type ringKey struct {
 	typ, desc string
 	payload   []byte
+	// sealed keys are found only by FindSealed and read only by
+	// ReadSealed, as keys.Seal leaves them.
+	sealed bool
 }
 
 // Add puts a key of typ ("logon" or "user") in the keyring.
 func (f *Keys) Add(typ, desc string, payload []byte) {
-	f.ring = append(f.ring, ringKey{typ, desc, bytes.Clone(payload)})
+	f.ring = append(f.ring, ringKey{typ: typ, desc: desc, payload: bytes.Clone(payload)})
 }
 
 // Find returns a key's serial, as keys.Find.
 func (f *Keys) Find(typ, desc string) (int, error) {
 	for i, k := range f.ring {
-		if k.typ == typ && k.desc == desc {
+		if k.typ == typ && k.desc == desc && !k.sealed {
 			return i + 1, nil
 		}
 	}
 	return 0, fmt.Errorf("keys: %s key %q: %w", typ, desc, keys.ErrNoKey)
 }
 
+// Seal seals a user key, as keys.Seal.
+func (f *Keys) Seal(id int) error {
+	if f.SealErr != nil {
+		return f.SealErr
+	}
+	f.ring[id-1].sealed = true
+	return nil
+}
+
+// Sealed reports whether the user key desc is sealed.
+func (f *Keys) Sealed(desc string) bool {
+	_, err := f.FindSealed(desc)
+	return err == nil
+}
+
+// FindSealed returns a sealed key's serial, as keys.FindSealed.
+func (f *Keys) FindSealed(desc string) (int, error) {
+	for i, k := range f.ring {
+		if k.typ == "user" && k.desc == desc && k.sealed {
+			return i + 1, nil
+		}
+	}
+	return 0, fmt.Errorf("keys: user key %q: %w", desc, keys.ErrNotSealed)
+}
+
+// ReadSealed returns a copy of a sealed key's payload, as keys.ReadSealed.
+func (f *Keys) ReadSealed(id int) ([]byte, error) {
+	if !f.ring[id-1].sealed {
+		return nil, fmt.Errorf("keys: key %d is not sealed", id)
+	}
+	return f.hand(f.ring[id-1].payload), nil
+}
+
 // Read returns a copy of a user key's payload, as keys.Read.
 func (f *Keys) Read(id int) ([]byte, error) {
 	k := f.ring[id-1]
 	switch {
+	case k.sealed:
+		return nil, fmt.Errorf("keys: read key %d: permission denied", id)
 	case f.Unreadable:
 		return nil, fmt.Errorf("keys: read key %d: permission denied", id)
 	case k.typ != "user":
