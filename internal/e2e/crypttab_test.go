@@ -45,27 +45,28 @@ func TestInstallSystemdCryptsetup(t *testing.T) {
 	t.Run("stock", func(t *testing.T) {
 		t.Parallel()
 		systemdCryptsetupCase(t, img, qemuSystem{Kernel: img.Kernel, Initrd: img.Initrd,
-			Cmdline: "root=UUID=" + img.UUID + " ro console=ttyS0 crashkernel=" + realsysCrashkernel() + " panic=10"}, img.Release, "user", nil)
+			Cmdline: "root=UUID=" + img.UUID + " ro console=ttyS0 crashkernel=" + realsysCrashkernel() + " panic=10"}, img.Release, "user", keySealed, nil)
 	})
 	t.Run("crashdm", func(t *testing.T) {
 		t.Parallel()
 		k := crashDMKernel(t)
 		files := map[string]string{"/boot/vmlinuz-" + k.Release: k.Image, "/boot/config-" + k.Release: filepath.Join(k.Root, "config")}
 		systemdCryptsetupCase(t, img, qemuSystem{Kernel: k.Image,
-			Cmdline: "root=/dev/vda ro console=ttyS0 crashkernel=" + realsysCrashkernel() + " panic=10"}, k.Release, "logon", files)
+			Cmdline: "root=/dev/vda ro console=ttyS0 crashkernel=" + realsysCrashkernel() + " panic=10"}, k.Release, "logon", keyLogon, files)
 	})
 }
 
 // systemdCryptsetupCase runs the case on the system booted as q says (its
 // disks are added), whose kernel is release; keyType is what setup-crypttab
-// must choose; files go onto the root filesystem (the kernel's image).
-func systemdCryptsetupCase(t *testing.T, img crypttabImage, q qemuSystem, release, keyType string, files map[string]string) {
+// must choose, where the key ends up after the load; files go onto the
+// root filesystem (the kernel's image).
+func systemdCryptsetupCase(t *testing.T, img crypttabImage, q qemuSystem, release, keyType string, where keyWhere, files map[string]string) {
 	deb := ukdumpDeb.get(t)
 	dir := outDir(t)
 	disk, crash := filepath.Join(dir, "disk.img"), filepath.Join(dir, "crash.img")
 	copyImage(t, img.Root, disk)
 	copyImage(t, img.Crash, crash)
-	put := map[string]string{"/root/ukdump.deb": deb}
+	put := map[string]string{"/root/ukdump.deb": deb, "/root/keyprobe": filepath.Join(bins.get(t), "keyprobe")}
 	for dst, src := range files {
 		put[dst] = src
 	}
@@ -128,6 +129,7 @@ func systemdCryptsetupCase(t *testing.T, img crypttabImage, q qemuSystem, releas
 	if rc != 0 || !strings.Contains(st, keyType+" key kdump-cryptsetup:vk-"+img.LUKSUUID) {
 		t.Errorf("status after the reboot: exit %d, want 0 and the key from the %s key:\n%s", rc, keyType, st)
 	}
+	s.keyChecks(report, "/root/keyprobe", where)
 	marker, line := s.crash("crypttab")
 	fmt.Fprintf(report, "\n%s\n", line)
 	boots++ // the crash kernel's reboot

@@ -19,19 +19,20 @@ import (
 	"github.com/ukdump/ukdump/pkg/luks/lukstest"
 )
 
-// encryptedImage is the Debian 12 "guided, encrypted LVM" system of
-// testdata/debian/build-encrypted.sh.
+// encryptedImage is a Debian "guided, encrypted LVM" system of
+// testdata/debian/build-encrypted.sh: Debian 12 or 13, LUKS2 or LUKS1.
 type encryptedImage struct {
 	Dir, Disk, Boot, Kernel, Initrd, Release, LUKSUUID, Passphrase string
+	LUKSVersion                                                    string
 }
 
-func realDebianEncrypted(t *testing.T) encryptedImage {
+func realDebianEncrypted(t *testing.T, suite, luks string) encryptedImage {
 	t.Helper()
-	requireTools(t, "qemu-system-x86_64", "debootstrap", "cryptsetup", "pvcreate", "debugfs")
-	dir, read := imageDir(t, "build-encrypted.sh")
+	requireTools(t, "qemu-system-x86_64", "debootstrap", "cryptsetup", "pvcreate", "debugfs", "unmkinitramfs")
+	dir, read := imageDir(t, "build-encrypted.sh", suite, luks)
 	return encryptedImage{Dir: dir, Disk: filepath.Join(dir, "disk.img"), Boot: filepath.Join(dir, "boot.img"),
 		Kernel: filepath.Join(dir, "vmlinuz"), Initrd: filepath.Join(dir, "initrd.img"),
-		Release: read("release"), LUKSUUID: read("luks-uuid"), Passphrase: read("passphrase")}
+		Release: read("release"), LUKSUUID: read("luks-uuid"), Passphrase: read("passphrase"), LUKSVersion: read("luks-version")}
 }
 
 // TestInstallEncryptedLVM is the proof on the most common encrypted layout:
@@ -43,16 +44,40 @@ func realDebianEncrypted(t *testing.T) encryptedImage {
 // volume group and dumps to /var/crash on the root logical volume.
 func TestInstallEncryptedLVM(t *testing.T) {
 	t.Parallel()
-	img := realDebianEncrypted(t)
+	encryptedInstall(t, realDebianEncrypted(t, "bookworm", "luks2"), false)
+}
+
+// TestInstallEncryptedDebian13 is the same proof on Debian 13, whose
+// cryptroot runs cryptsetup 2.7, once with a LUKS2 root and once with a
+// LUKS1 root (systems installed before Debian 10, or kept so that GRUB
+// unlocks /boot), where ukdump 0.1's initramfs hook made every passphrase
+// fail. Each ends with dpkg --purge ukdump and a boot that still unlocks,
+// with nothing of ukdump left in the initramfs or crypttab.
+func TestInstallEncryptedDebian13(t *testing.T) {
+	t.Parallel()
+	for _, luks := range []string{"luks2", "luks1"} {
+		t.Run(luks, func(t *testing.T) {
+			t.Parallel()
+			encryptedInstall(t, realDebianEncrypted(t, "trixie", luks), true)
+		})
+	}
+}
+
+// encryptedInstall runs the installation proof on img; with purge, the
+// package's removal too.
+func encryptedInstall(t *testing.T, img encryptedImage, purge bool) {
 	deb := ukdumpDeb.get(t)
+	probe := filepath.Join(bins.get(t), "keyprobe")
 	dir := outDir(t)
 	disk, boot := filepath.Join(dir, "disk.img"), filepath.Join(dir, "boot.img")
 	copyImage(t, img.Disk, disk)
 	copyImage(t, img.Boot, boot)
-	putFiles(t, boot, map[string]string{"/ukdump.deb": deb})
-	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
+	putFiles(t, boot, map[string]string{"/ukdump.deb": deb, "/keyprobe": probe})
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Minute)
 	defer cancel()
 	report := &strings.Builder{}
+	fmt.Fprintf(report, "Debian %s (kernel %s), LUKS%s root volume vda_crypt %s, opened by cryptroot\n\n",
+		map[bool]string{true: "13", false: "12"}[strings.Contains(img.Dir, "trixie")], img.Release, img.LUKSVersion, img.LUKSUUID)
 	boots := 0
 	start := func(initrd string) *system {
 		boots++
@@ -61,45 +86,63 @@ func TestInstallEncryptedLVM(t *testing.T) {
 			t.Fatal(err)
 		}
 		return startSystem(t, ctx, qemuSystem{Kernel: img.Kernel, Initrd: initrd,
-			Cmdline: "root=/dev/mapper/vg0-root ro console=ttyS0 crashkernel=" + realsysCrashkernel() + " panic=10",
+			Cmdline: "root=/dev/mapper/vg0-root ro console=ttyS0 crashkernel=" + realsysCrashkernel() + " panic=10 systemd.default_device_timeout_sec=600",
 			Disks:   []string{disk, boot}, MemoryMiB: 1024, LogDir: logDir})
 	}
+	// unlock types the passphrase once at cryptroot's prompt: it must be
+	// accepted the first time.
 	unlock := func(s *system) {
 		t0 := time.Now()
 		s.waitPrompt(`Please unlock disk vda_crypt: `, 5*time.Minute)
+		from := len(s.vm.Console())
 		if err := s.vm.Send(img.Passphrase + "\n"); err != nil {
 			t.Fatal(err)
 		}
 		// What the initramfs hook costs at boot: the time from the
 		// passphrase to the opened volume, without the hook (boot 1)
-		// and with it (2, 3). A second KDF run would add the first's.
+		// and with it. A second KDF run would add the first's.
 		t1 := time.Now()
 		s.waitLine(`vda_crypt:? set up successfully`, 5*time.Minute)
 		open := time.Since(t1).Seconds()
+		if after := s.vm.Console()[from:]; strings.Contains(after, "bad password") || strings.Contains(after, "Please unlock disk") {
+			t.Fatalf("boot %d: the passphrase was not accepted the first time:\n%s", boots, qemu.Tail(after, 20))
+		}
 		s.waitBoot()
-		fmt.Fprintf(report, "boot %d: passphrase to volume open %.1f s, passphrase prompt to shell %.0f s\n", boots, open, time.Since(t0).Seconds())
-	}
-
-	// 1. The package on a system that was booted without it: the key is
-	// unreachable (cryptsetup dropped it), and status says what to do.
-	s := start(img.Initrd)
-	unlock(s)
-	s.run("dpkg -i /boot/ukdump.deb")
-	st, rc := s.status("ukdump status")
-	fmt.Fprintf(report, "\n$ ukdump status   (installed, not rebooted yet; exit %d)\n%s", rc, st)
-	if rc == 0 {
-		t.Errorf("status says ready before the key is reachable:\n%s", st)
+		fmt.Fprintf(report, "boot %d: passphrase accepted at the first prompt; passphrase to volume open %.1f s, prompt to shell %.0f s\n", boots, open, time.Since(t0).Seconds())
 	}
 	initrd := "initrd.img-" + img.Release
+	fetchInitrd := func() string {
+		p := filepath.Join(dir, fmt.Sprintf("%s.boot%d", initrd, boots+1))
+		getFile(t, boot, "/"+initrd, p)
+		return p
+	}
+
+	// 1. The package on a system that was booted without it: a LUKS2
+	// key is unreachable (cryptsetup dropped it), and dpkg and status say
+	// what happens next; a LUKS1 key is in the table, and the service
+	// loads at once.
+	s := start(img.Initrd)
+	unlock(s)
+	out, rc := s.status("dpkg -i /boot/ukdump.deb 2>&1")
+	fmt.Fprintf(report, "\n$ dpkg -i ukdump.deb   (exit %d)\n%s", rc, out)
+	explained := strings.Contains(out, "ukdump status says why, and what happens next")
+	if rc != 0 || strings.Contains(out, "Could not execute systemctl") || explained != (img.LUKSVersion == "2") {
+		t.Errorf("dpkg -i: exit %d; want 0, no \"Could not execute systemctl\", and ukdump status's explanation only for LUKS2:\n%s", rc, out)
+	}
+	st, rc := s.status("ukdump status")
+	fmt.Fprintf(report, "\n$ ukdump status   (installed, not rebooted yet; exit %d)\n%s", rc, st)
+	if (rc == 0) != (img.LUKSVersion == "1") {
+		t.Errorf("status before the reboot: exit %d; want ready only for LUKS1, whose key is in the table:\n%s", rc, st)
+	}
 	if !strings.Contains(s.run("lsinitramfs /boot/"+initrd+" | grep -cx etc/ukdump-initramfs || true"), "1") {
 		t.Fatalf("the regenerated initramfs lacks the ukdump hook's change")
 	}
 	consoles := []string{s.vm.Console()}
 	s.poweroff()
 
-	// 2. The next boot, with the initramfs the package regenerated.
-	newInitrd := filepath.Join(dir, initrd)
-	getFile(t, boot, "/"+initrd, newInitrd)
+	// 2. The next boot, with the initramfs the package regenerated: the
+	// key is in the dm-crypt table, where only CAP_SYS_ADMIN reads it.
+	newInitrd := fetchInitrd()
 	s = start(newInitrd)
 	unlock(s)
 	s.requireActive("after the reboot")
@@ -107,9 +150,10 @@ func TestInstallEncryptedLVM(t *testing.T) {
 	journal := s.run("journalctl -b --no-pager -o cat")
 	st = s.run("ukdump status")
 	fmt.Fprintf(report, "\n$ ukdump status   (after the reboot)\n%s", st)
-	if !strings.Contains(st, img.LUKSUUID) {
-		t.Errorf("status does not list the LUKS volume %s:\n%s", img.LUKSUUID, st)
+	if !strings.Contains(st, img.LUKSUUID) || !strings.Contains(st, "dm-crypt table") {
+		t.Errorf("status does not list the LUKS volume %s with its key from the dm-crypt table:\n%s", img.LUKSUUID, st)
 	}
+	s.keyChecks(report, "/boot/keyprobe", keyInTable)
 
 	// 3. Crash; the crash kernel unlocks, activates vg0, dumps to root.
 	marker, line := s.crash("encrypted")
@@ -118,29 +162,48 @@ func TestInstallEncryptedLVM(t *testing.T) {
 	unlock(s)
 	s.statusAfterCrash(report)
 	consoles = append(consoles, s.vm.Console())
+
+	// 4. Removal: nothing of ukdump stays in any initramfs or in
+	// crypttab, and the system still unlocks.
+	if purge {
+		out, rc := s.status("dpkg --purge ukdump 2>&1")
+		fmt.Fprintf(report, "\n$ dpkg --purge ukdump   (exit %d)\n%s", rc, out)
+		if rc != 0 {
+			t.Fatalf("dpkg --purge: exit %d\n%s", rc, out)
+		}
+		left := s.run(`for i in /boot/initrd.img-*; do d=$(mktemp -d); unmkinitramfs "$i" "$d"; grep -rls ukdump "$d" | sed "s|^$d|$i:|"; rm -rf "$d"; done; grep -l ukdump /etc/crypttab* 2>/dev/null; ls /etc/crypttab.ukdump-bak 2>/dev/null; true`)
+		fmt.Fprintf(report, "ukdump left in the initramfs images and crypttab after the purge: %q\n", strings.TrimSpace(left))
+		if strings.TrimSpace(left) != "" {
+			t.Errorf("after dpkg --purge, ukdump is still in:\n%s", left)
+		}
+		s.poweroff()
+		s = start(fetchInitrd())
+		unlock(s)
+		if out, rc := s.status("command -v ukdump; systemctl is-system-running --wait"); rc != 0 && !strings.Contains(out, "degraded") {
+			t.Errorf("after the purge and a reboot: %q (exit %d)", out, rc)
+		}
+	}
 	s.poweroff()
 
-	// 4. The host decrypts the volume with the key cryptsetup gives for
+	// 5. The host decrypts the volume with the key cryptsetup gives for
 	// the passphrase, finds the root LV with lvm2, and checks the dump.
 	plain, vol := decryptImage(t, disk, img.Passphrase, filepath.Join(dir, "pv.img"))
 	rootfs := extractLV(t, plain, "vg0", "root", filepath.Join(dir, "root.img"))
-	out := filepath.Join(dir, "dump")
-	extract(t, rootfs, "/var/crash", out)
-	dumps, _ := filepath.Glob(filepath.Join(out, "crash", "ukdump-test-*", "vmcore"))
+	dumpDir := filepath.Join(dir, "dump")
+	extract(t, rootfs, "/var/crash", dumpDir)
+	dumps, _ := filepath.Glob(filepath.Join(dumpDir, "crash", "ukdump-test-*", "vmcore"))
 	if len(dumps) != 1 {
 		t.Fatalf("want one complete dump under /var/crash on vg0/root, have %v", dumps)
 	}
 	checkRealDump(t, dumps[0], img.Release, marker)
-	checkScrubbed(t, dir, s.vm.Console(), dumps[0], true, vol)
+	checkScrubbed(t, dir, consoles[len(consoles)-1], dumps[0], true, vol)
 	// No key in what the system logged or keeps on its disks: the
 	// consoles, the journal, the dump's other files, the root LV and the
 	// initramfs the package made (decompressed).
 	texts := logTexts(journal, consoles)
-	cpio := filepath.Join(dir, initrd+".cpio")
-	if b, err := exec.Command("sh", "-c", `lz4 -dc "$1" > "$2"`, "sh", newInitrd, cpio).CombinedOutput(); err != nil {
-		t.Fatalf("lz4 -dc %s: %v\n%s", newInitrd, err, b)
-	}
-	checkNoKeyIn(t, vol, texts, rootfs, boot, cpio, filepath.Join(filepath.Dir(dumps[0]), "vmcore-dmesg.txt"))
+	files := append(unpackInitramfs(t, newInitrd, filepath.Join(dir, initrd+".unpacked")),
+		rootfs, boot, filepath.Join(filepath.Dir(dumps[0]), "vmcore-dmesg.txt"))
+	checkNoKeyIn(t, vol, texts, files...)
 	os.WriteFile(filepath.Join(dir, "report.txt"), []byte(report.String()), 0o644)
 	t.Logf("report:\n%s", report)
 }
@@ -253,4 +316,25 @@ func checkDumpOf(t *testing.T, arch qemu.Arch, vmcore, release, marker string) {
 	if !strings.Contains(log.String(), marker) || log.String() != string(beside) {
 		t.Errorf("the dump's kernel log lacks the marker %q or differs from vmcore-dmesg.txt", marker)
 	}
+}
+
+// unpackInitramfs unpacks an initramfs image with initramfs-tools'
+// unmkinitramfs (every archive in it: Debian 13's start with an
+// uncompressed one) into dir and lists its regular files.
+func unpackInitramfs(t *testing.T, image, dir string) []string {
+	t.Helper()
+	if b, err := exec.Command("unmkinitramfs", image, dir).CombinedOutput(); err != nil {
+		t.Fatalf("unmkinitramfs %s: %v\n%s", image, err, b)
+	}
+	var files []string
+	err := filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
+		if err == nil && info.Mode().IsRegular() {
+			files = append(files, p)
+		}
+		return err
+	})
+	if err != nil || len(files) == 0 {
+		t.Fatalf("unpacked %s: %d files, %v", image, len(files), err)
+	}
+	return files
 }

@@ -105,6 +105,7 @@ func (b *binaries) get(t *testing.T) string {
 			"ukdump":    "../../cmds/ukdump",
 			"kdumpinit": "../../cmds/kdumpinit",
 			"firstinit": "./firstinit",
+			"keyprobe":  "./keyprobe",
 		} {
 			cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", filepath.Join(b.dir, name), pkg)
 			cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOARCH="+b.goarch)

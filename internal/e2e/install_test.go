@@ -169,3 +169,87 @@ func otherKernelPackage(t *testing.T, dir string) string {
 	}
 	return deb
 }
+
+// TestInstallBackportsKernel: Debian 13 running Debian's own 7.3 kernel
+// from trixie-backports, installed as a user installs it (its packages,
+// see testdata/debian/build-backports.sh). Those ship the image and config
+// in /usr/lib/modules/<release>/; linux-base's postinst links them into
+// /boot as well. ukdump loads that kernel, the crash kernel dumps; with
+// the /boot links gone (as where nothing puts them there: a kernel-install
+// layout) a reload and estimate take the kernel beside its modules; and
+// reinstalling the kernel's packages runs ukdump's kernel hook, which
+// reloads.
+func TestInstallBackportsKernel(t *testing.T) {
+	t.Parallel()
+	requireTools(t, "qemu-system-x86_64", "debootstrap", "debugfs")
+	dir0, read := imageDir(t, "build-backports.sh")
+	release, uuid := read("release"), read("uuid")
+	deb := ukdumpDeb.get(t)
+	dir := outDir(t)
+	disk := filepath.Join(dir, "disk.img")
+	copyImage(t, filepath.Join(dir0, "root.img"), disk)
+	putFiles(t, disk, map[string]string{"/root/ukdump.deb": deb})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	report := &strings.Builder{}
+	start := time.Now()
+	s := startSystem(t, ctx, qemuSystem{Kernel: filepath.Join(dir0, "vmlinuz"), Initrd: filepath.Join(dir0, "initrd.img"),
+		Cmdline: "root=UUID=" + uuid + " ro console=ttyS0 crashkernel=" + realsysCrashkernel() + " panic=10 systemd.default_device_timeout_sec=600",
+		Disks:   []string{disk}, MemoryMiB: 1024, LogDir: dir})
+	s.waitBoot()
+	fmt.Fprintf(report, "boot to shell (kernel %s): %.0f s\n", release, time.Since(start).Seconds())
+	where := s.run("uname -r; dpkg -S /usr/lib/modules/$(uname -r)/vmlinuz /usr/lib/modules/$(uname -r)/config")
+	fmt.Fprintf(report, "\n$ uname -r; dpkg -S /usr/lib/modules/$(uname -r)/{vmlinuz,config}\n%s", where)
+	if !strings.HasPrefix(where, release+"\n") || !strings.Contains(where, "linux-binary-"+release+": /usr/lib/modules/"+release+"/vmlinuz") {
+		t.Fatalf("not the layout of the 7.x packages (the image beside the modules):\n%s", where)
+	}
+
+	s.run("dpkg -i /root/ukdump.deb")
+	s.requireActive("after dpkg -i")
+	st := s.run("ukdump status")
+	fmt.Fprintf(report, "\n$ ukdump status   (after dpkg -i)\n%s", st)
+	if !strings.Contains(st, release) {
+		t.Errorf("status does not name the loaded kernel %s:\n%s", release, st)
+	}
+	marker, line := s.crash("backports")
+	fmt.Fprintf(report, "\n%s\n", line)
+	s.waitLine(`Linux version `+regexp.QuoteMeta(release), 3*time.Minute)
+	s.waitBoot()
+	s.statusAfterCrash(report)
+
+	// Only the packages' own files: the kernel beside its modules.
+	s.run("rm -f /boot/vmlinuz-" + release + " /boot/config-" + release)
+	out, rc := s.status("ukdump reload")
+	fmt.Fprintf(report, "\n$ rm /boot/{vmlinuz,config}-%s; ukdump reload   (exit %d)\n%s", release, rc, out)
+	if state := s.run("cat /run/ukdump/state.json"); rc != 0 || !strings.Contains(state, `"kernel": "/usr/lib/modules/`+release+`/vmlinuz"`) {
+		t.Errorf("without /boot/vmlinuz-%s the reload did not take the kernel beside its modules (exit %d):\n%s", release, rc, state)
+	}
+	estimate, rc := s.status("ukdump estimate")
+	fmt.Fprintf(report, "\n$ ukdump estimate   (exit %d)\n%s", rc, estimate)
+	if !strings.Contains(estimate, "bzImage init_size") {
+		t.Errorf("estimate without /boot/vmlinuz-%s:\n%s", release, estimate)
+	}
+
+	// Reinstalling the kernel's packages, as an update of the same release
+	// does, runs the kernel hooks with the image where these packages
+	// keep it: ukdump reloads.
+	t0 := s.run("stat -c %Y /run/ukdump/state.json")
+	time.Sleep(1100 * time.Millisecond)
+	out = s.run("dpkg -i /root/backports/*.deb 2>&1 | grep -i ukdump || true")
+	fmt.Fprintf(report, "\n$ dpkg -i /root/backports/*.deb   (ukdump's lines)\n%s", out)
+	if t1 := s.run("stat -c %Y /run/ukdump/state.json"); t1 == t0 {
+		t.Errorf("reinstalling the loaded kernel %s did not reload ukdump\n%s", release, s.run("journalctl -u ukdump.service --no-pager | tail -20"))
+	}
+	s.run("systemctl is-active ukdump.service")
+	s.poweroff()
+
+	dumpDir := filepath.Join(dir, "dump")
+	extract(t, disk, "/var/crash", dumpDir)
+	dumps, _ := filepath.Glob(filepath.Join(dumpDir, "crash", "ukdump-test-*", "vmcore"))
+	if len(dumps) != 1 {
+		t.Fatalf("want one complete dump under /var/crash, have %v", dumps)
+	}
+	checkRealDump(t, dumps[0], release, marker)
+	os.WriteFile(filepath.Join(dir, "report.txt"), []byte(report.String()), 0o644)
+	t.Logf("report:\n%s", report)
+}

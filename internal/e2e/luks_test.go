@@ -224,7 +224,7 @@ func luksKernelCycle(t *testing.T, lc luksCase, target string) {
 	t.Helper()
 	lc.FSMiB, lc.Format, lc.Mode = 600, lukstest.Options{PBKDF: "argon2id"}, "keyring"
 	lc.Conf = "key_transport kernel\n" + lc.Conf
-	lc.Params = "ukdump.wrongkey=1 ukdump.reuse=1"
+	lc.Params = "ukdump.wrongkey=1 ukdump.reuse=1 ukdump.concurrent=1"
 	r := runLUKS(t, lc)
 	uuid := r.Volume.Header.UUID
 	wantLines(t, r.Cycle.First, "first kernel",
@@ -235,6 +235,7 @@ func luksKernelCycle(t *testing.T, lc luksCase, target string) {
 		"its logon key is gone; this load reuses the key the kernel saved at the last load",
 		"reusing the key saved by the last load",
 		"FIRSTINIT reloaded with the saved keys",
+		"FIRSTINIT CHECK concurrent-reloads PASS",
 	)
 	wantLines(t, r.Cycle.Crash, "crash kernel", "asked the kernel to restore", "opened LUKS2 "+uuid)
 	checkLUKSDump(t, r, target)

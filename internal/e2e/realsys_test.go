@@ -283,9 +283,9 @@ func logTexts(journal string, consoles []string) map[string][]byte {
 
 // imageDir runs an image recipe of testdata/debian and returns its output
 // directory and a reader of the small files in it.
-func imageDir(t *testing.T, script string) (string, func(name string) string) {
+func imageDir(t *testing.T, script string, args ...string) (string, func(name string) string) {
 	t.Helper()
-	cmd := exec.Command("../../testdata/debian/" + script)
+	cmd := exec.Command("../../testdata/debian/"+script, args...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {
@@ -308,5 +308,59 @@ func (s *system) waitPrompt(re string, limit time.Duration) {
 	defer cancel()
 	if err := s.vm.WaitPrompt(ctx, regexp.MustCompile(re)); err != nil {
 		s.t.Fatal(err)
+	}
+}
+
+// keyWhere is where the tests expect a volume key a load uses to be kept.
+type keyWhere int
+
+const (
+	// keyInTable: in the live dm-crypt table (the initramfs hook's
+	// --disable-keyring, LUKS1): CAP_SYS_ADMIN reads it.
+	keyInTable keyWhere = iota
+	// keySealed: a user key ukdump sealed: CAP_SYS_ADMIN with CAP_SETUID
+	// reads it, ukdump's way.
+	keySealed
+	// keyLogon: a logon key, which no process reads.
+	keyLogon
+)
+
+// keyChecks runs keyprobe (at probe in the guest) as a uid-0 process with
+// every capability dropped, in the login shell's session keyring and in a
+// private one that links root's user keyring, and as the control with the
+// capabilities ukdump uses: no key may be readable without CAP_SYS_ADMIN,
+// and the control must read it where it is kept (so that the probe could
+// have found it). The outputs go to report.
+func (s *system) keyChecks(report io.Writer, probe string, where keyWhere) {
+	s.t.Helper()
+	type probeCase struct {
+		name, cmd string
+		want      string // a line the output must have; "" for none
+		readable  bool
+	}
+	with := func(caps string) string { return "setpriv --bounding-set=-all" + caps + " --inh-caps=-all " + probe }
+	cases := []probeCase{
+		{"capabilities dropped, the login shell's session keyring", with(""), "", false},
+		{"capabilities dropped, a private session keyring linking @u", with("") + " -new-session -link-user", "", false},
+		{"capabilities dropped, ukdump's way for sealed keys", with("") + " -unseal -link-user", "", false},
+	}
+	switch where {
+	case keyInTable:
+		cases = append(cases, probeCase{"control: CAP_SYS_ADMIN", with(",+sys_admin"), "table: READ the volume key", true})
+	case keySealed:
+		cases = append(cases,
+			probeCase{"CAP_SETUID without CAP_SYS_ADMIN, ukdump's way", with(",+setuid,+setgid") + " -unseal", "", false},
+			probeCase{"control: CAP_SYS_ADMIN and CAP_SETUID, ukdump's way", with(",+sys_admin,+setuid") + " -unseal", "sealed: READ the volume key", true})
+	case keyLogon:
+		cases = append(cases, probeCase{"control: every capability (a logon key is never read)", probe + " -unseal -link-user", "logon key kdump-cryptsetup:vk-", false})
+	}
+	fmt.Fprintf(report, "\nkey checks (keyprobe):\n")
+	for _, c := range cases {
+		out, _ := s.status(c.cmd)
+		fmt.Fprintf(report, "$ %s   # %s\n%s", c.cmd, c.name, out)
+		ok := strings.Contains(out, "KEYPROBE readable=0 ") != c.readable && strings.Contains(out, "KEYPROBE readable=")
+		if !ok || (c.want != "" && !strings.Contains(out, c.want)) {
+			s.t.Errorf("keyprobe, %s: want readable=%v%s:\n%s", c.name, c.readable, map[bool]string{true: " and " + c.want}[c.want != ""], out)
+		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -136,6 +137,9 @@ func TestSealedKeyCapless(t *testing.T) {
 	}
 	id, _ := strconv.Atoi(v)
 	s := Seal{Ring: os.Getenv("UKDUMP_SEAL_RING"), UID: SealUID}
+	// A session keyring belongs to the thread that joins it.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	var leaks []string
 	if b, err := Read(id); err == nil {
 		leaks = append(leaks, fmt.Sprintf("KEYCTL_READ gave %d bytes", len(b)))
@@ -145,14 +149,17 @@ func TestSealedKeyCapless(t *testing.T) {
 	}
 	// Linking root's user keyring into a private session keyring, which
 	// the keyring's owner may always do, gives no possession of it.
-	if _, err := unix.KeyctlJoinSessionKeyring(""); err == nil {
-		if _, err := unix.KeyctlInt(unix.KEYCTL_LINK, UserKeyring, SessionKeyring, 0, 0); err == nil {
-			if b, err := Read(id); err == nil {
-				leaks = append(leaks, fmt.Sprintf("KEYCTL_READ in a session keyring linking @u gave %d bytes", len(b)))
-			}
-			if _, err := unix.KeyctlSearch(SessionKeyring, "user", os.Getenv("UKDUMP_SEALED_DESC"), 0); err == nil {
-				leaks = append(leaks, "found by search from a session keyring linking @u")
-			}
+	// (An anonymous session keyring: a name of NULL.)
+	if _, err := unix.KeyctlInt(unix.KEYCTL_JOIN_SESSION_KEYRING, 0, 0, 0, 0); err != nil {
+		leaks = append(leaks, fmt.Sprintf("could not join a session keyring to try: %v", err))
+	} else if _, err := unix.KeyctlInt(unix.KEYCTL_LINK, UserKeyring, SessionKeyring, 0, 0); err != nil {
+		leaks = append(leaks, fmt.Sprintf("could not link @u into the session keyring to try: %v", err))
+	} else {
+		if b, err := Read(id); err == nil {
+			leaks = append(leaks, fmt.Sprintf("KEYCTL_READ in a session keyring linking @u gave %d bytes", len(b)))
+		}
+		if _, err := unix.KeyctlSearch(SessionKeyring, "user", os.Getenv("UKDUMP_SEALED_DESC"), 0); err == nil {
+			leaks = append(leaks, "found by search from a session keyring linking @u")
 		}
 	}
 	// Nor as the owner, which a process with CAP_SETUID could become.

@@ -195,7 +195,8 @@ type KeyProbe struct {
 	Err error
 	// Unreadable is set when a user key is there but this process cannot
 	// read it: it does not possess root's user keyring, which
-	// ukdump.service does (KeyringMode=shared).
+	// ukdump.service does (KeyringMode=shared), or it lacks the
+	// capabilities a sealed key needs.
 	Unreadable bool
 }
 
@@ -214,9 +215,11 @@ func ProbeKey(v Volume, t config.Transport, o KeyOptions) KeyProbe {
 	}
 	p.Err = err
 	if k == nil && err == nil {
-		// A user key that is there gave no key: it could not be read.
+		// A user key that is there, sealed or not, gave no key: it
+		// could not be read.
 		_, ferr := s.Find("user", keys.Description(v.UUID))
-		p.Unreadable = ferr == nil
+		_, serr := s.FindSealed(keys.Description(v.UUID))
+		p.Unreadable = ferr == nil || serr == nil
 	}
 	return p
 }

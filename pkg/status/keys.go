@@ -79,7 +79,7 @@ func (k VolumeKey) Advice(o crypttab.Openers, t config.Transport) string {
 		return "cryptsetup keeps a LUKS1 key in the live dm-crypt table, which only root reads: run this as root"
 	}
 	if k.Initramfs {
-		return "the ukdump initramfs hook captures the key at the next boot (it is installed with the package; run update-initramfs -u if you installed by hand)"
+		return "reboot: from the next boot on, the ukdump initramfs hook has cryptroot keep the key in the dm-crypt table (it is installed with the package; run update-initramfs -u if you installed by hand)"
 	}
 	if ok, _ := o.LinkVolumeKey(); ok && k.Entry != nil {
 		desc := keys.Description(k.Volume.UUID)
@@ -114,7 +114,7 @@ func (r *Report) printKeys(w io.Writer) {
 		case p.From != "":
 			fmt.Fprintf(w, "%s (checked against the LUKS header)\n", p.Source)
 		case p.Unreadable:
-			fmt.Fprintf(w, "user key %s, which this process cannot read; ukdump.service can (it possesses root's user keyring: KeyringMode=shared)\n", keys.Description(v.UUID))
+			fmt.Fprintf(w, "user key %s, which this process cannot read; ukdump.service can (it possesses root's user keyring, KeyringMode=shared, and has CAP_SYS_ADMIN and CAP_SETUID, which a sealed key needs)\n", keys.Description(v.UUID))
 		default:
 			fmt.Fprintf(w, "none without a passphrase: %s\n", strings.Join(p.Notes, "; "))
 			if r.reusable(v.UUID) {

@@ -71,7 +71,7 @@ func TestKeys(t *testing.T) {
 		{"none, user key line, kernel transport", "kernel", source{}, line + ",link-volume-key=@u::%user:" + desc + "\n", debian13, nil,
 			[]string{"    to fix: its crypttab line has link-volume-key=@u::%user:" + desc + ": the key is there once"}},
 		{"none, cryptroot", "initrd", source{}, line + "\n", withCryptroot, nil,
-			[]string{"    to fix: the ukdump initramfs hook captures the key at the next boot (it is installed with the package; run update-initramfs -u if you installed by hand)\n"}},
+			[]string{"    to fix: reboot: from the next boot on, the ukdump initramfs hook has cryptroot keep the key in the dm-crypt table (it is installed with the package; run update-initramfs -u if you installed by hand)\n"}},
 		{"none, systemd 252", "initrd", source{}, line + "\n", debian12, nil,
 			[]string{"    to fix: ukdump load --key-file FILE (a passphrase of the volume; or run ukdump load on a terminal)\n"}},
 		{"none, no crypttab line", "initrd", source{}, "", debian13, nil,

@@ -30,33 +30,21 @@ log() { printf 'build-crypttab: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
+# shellcheck source=image.sh
+. "$here/image.sh"
 base="$("$here/build-image.sh" trixie)"
-key="$( (cat "${BASH_SOURCE[0]}"; basename "$base") | sha256sum | cut -c1-16)"
-cache="${UKDUMP_CACHE:-$HOME/.cache/ukdump}/images/trixie-crypt-$key"
-if [[ -f "$cache/.complete" ]]; then
-	printf '%s\n' "$cache"
-	exit 0
-fi
+basename "$base" | image_cache trixie-crypt
 [[ $EUID -eq 0 ]] || die "needs root (loop mount)"
 for t in cryptsetup mkfs.ext4; do
 	command -v "$t" >/dev/null || die "$t not installed (run .ci/deps)"
 done
-exec 9>"$cache.lock"
-flock 9
-if [[ -f "$cache/.complete" ]]; then
-	printf '%s\n' "$cache"
-	exit 0
-fi
+image_lock
 
 luks_uuid=5d4c3b2a-1908-4f7e-8d6c-5b4a39281706
 crash_uuid=0f1e2d3c-4b5a-4697-8879-6a5b4c3d2e1f
 passphrase=ukdump-test-crypttab-key
-work="$(mktemp -d "$cache.tmp.XXXXXX")"
-cleanup() {
-	mountpoint -q "$work/root" && umount "$work/root"
-	rm -rf "$work"
-}
-trap cleanup EXIT
+image_work
+image_mounts=("$work/root")
 start=$SECONDS
 
 cp --sparse=always "$base/root.img" "$work/root.img"
@@ -87,9 +75,5 @@ printf '%s' "$passphrase" | cryptsetup reencrypt --batch-mode --encrypt --type l
 echo "$luks_uuid" >"$work/luks-uuid"
 echo "$passphrase" >"$work/passphrase"
 rmdir "$work/root" "$work/empty"
-touch "$work/.complete"
-rm -rf "$cache"
-mv "$work" "$cache"
-trap - EXIT
-log "built $cache in $((SECONDS - start)) s"
-printf '%s\n' "$cache"
+log "built in $((SECONDS - start)) s"
+image_done

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# build-encrypted.sh: the Debian 12 system of build-image.sh laid out as
-# Debian's installer does for "guided, encrypted LVM": a LUKS2 volume
+# build-encrypted.sh: the Debian 12 or 13 system of build-image.sh laid out
+# as Debian's installer does for "guided, encrypted LVM": a LUKS volume
 # holding an LVM volume group vg0 with the logical volumes root and swap_1,
 # opened at boot by initramfs-tools' cryptroot with a passphrase typed on
 # the console, and /boot unencrypted beside it.
 #
-# Usage: build-encrypted.sh
+# Usage: build-encrypted.sh [bookworm|trixie] [luks2|luks1]
+#   (default bookworm luks2). luks1 is what systems installed before
+#   Debian 10 still have, and what people keep so that GRUB can unlock
+#   /boot: PBKDF2, which the keyslot forces to 50000 iterations so that
+#   an emulated guest unlocks in seconds.
 #
 # Everything is made on the host by the real tools, without device-mapper:
 # lvm2 writes the volume group's metadata onto a loop device with
@@ -16,13 +20,15 @@
 # under emulation: a 1 GiB guest could not unlock a volume made with this
 # machine's 1 GiB default (ukdump never runs that KDF anyway).
 #
-# Output, in ${UKDUMP_CACHE:-$HOME/.cache/ukdump}/images/bookworm-enc-<hash>/
-# (<hash> covers this script and the base image's directory name):
-#   disk.img     vda: LUKS2 (UUID below), inside it the PV of vg0
+# Output, in ${UKDUMP_CACHE:-$HOME/.cache/ukdump}/images/<suite>-enc-<luks>-<hash>/
+# (<hash> covers this script, the LUKS version and the base image's
+# directory name):
+#   disk.img     vda: LUKS2 or LUKS1 (UUID below), inside it the PV of vg0
 #   boot.img     vdb: ext4 /boot (vmlinuz, initrd.img-*, config)
 #   vmlinuz, initrd.img   for QEMU's direct kernel boot; the initramfs has
 #                cryptroot and lvm2 and asks "Please unlock disk vda_crypt"
-#   luks-uuid, passphrase, release, root-device (/dev/mapper/vg0-root)
+#   luks-uuid, luks-version, passphrase, release, root-device
+#                (/dev/mapper/vg0-root)
 #   .complete    written last
 # stdout: that directory.
 set -euo pipefail
@@ -30,39 +36,32 @@ set -euo pipefail
 log() { printf 'build-encrypted: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
+suite="${1:-bookworm}"
+luks="${2:-luks2}"
+case "$luks" in
+luks2) pbkdf=(--pbkdf argon2id --pbkdf-memory 65536) ;;
+luks1) pbkdf=(--pbkdf pbkdf2 --pbkdf-force-iterations 50000 --sector-size 512) ;;
+*) die "unknown LUKS version $luks (luks2 or luks1)" ;;
+esac
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
-base="$("$here/build-image.sh")"
-key="$( (cat "${BASH_SOURCE[0]}"; basename "$base") | sha256sum | cut -c1-16)"
-cache="${UKDUMP_CACHE:-$HOME/.cache/ukdump}/images/bookworm-enc-$key"
-if [[ -f "$cache/.complete" ]]; then
-	printf '%s\n' "$cache"
-	exit 0
-fi
+# shellcheck source=image.sh
+. "$here/image.sh"
+base="$("$here/build-image.sh" "$suite")"
+(echo "$luks"; basename "$base") | image_cache "$suite-enc-$luks"
 [[ $EUID -eq 0 ]] || die "needs root (loop devices, chroot)"
 for t in cryptsetup pvcreate losetup mkfs.ext4 mkswap; do
 	command -v "$t" >/dev/null || die "$t not installed (run .ci/deps)"
 done
-exec 9>"$cache.lock"
-flock 9
-if [[ -f "$cache/.complete" ]]; then
-	printf '%s\n' "$cache"
-	exit 0
-fi
+image_lock
 
 luks_uuid=3b0f5a8e-1c2d-4e6f-8a9b-7c6d5e4f3a21
 boot_uuid=9e8d7c6b-5a49-4837-a261-5f4e3d2c1b0a
 root_uuid=c1d2e3f4-a5b6-4c7d-8e9f-0a1b2c3d4e5f
 passphrase=ukdump-test-passphrase
-work="$(mktemp -d "$cache.tmp.XXXXXX")"
+image_work
 loop=
-cleanup() {
-	[[ -z "$loop" ]] || losetup -d "$loop" 2>/dev/null || true
-	for m in "$work/root/proc" "$work/root/dev" "$work/base"; do
-		mountpoint -q "$m" && umount "$m"
-	done
-	rm -rf "$work"
-}
-trap cleanup EXIT
+image_on_exit() { [[ -z "$loop" ]] || losetup -d "$loop" 2>/dev/null || true; }
+image_mounts=("$work/base" "$work/root/proc" "$work/root/dev")
 start=$SECONDS
 
 # The system's files, from the base image (mounted read-only: ext4 needs no
@@ -138,18 +137,22 @@ rm -rf "$root"
 # Encrypt the physical volume in place: its contents keep their offsets
 # inside the LUKS2 data segment.
 truncate -s +16M "$pv"
+# cryptsetup encrypts offline into LUKS2 only (its LUKS1 path needs
+# device-mapper); a LUKS1 volume is that LUKS2 one converted, as
+# "cryptsetup convert --type luks1" does for people who keep LUKS1 for
+# GRUB (PBKDF2 keyslots and 512-byte sectors are what LUKS1 can hold).
 printf '%s' "$passphrase" | cryptsetup reencrypt --batch-mode --encrypt --type luks2 \
-	--reduce-device-size 16M --uuid "$luks_uuid" --pbkdf argon2id --pbkdf-memory 65536 \
+	--reduce-device-size 16M --uuid "$luks_uuid" "${pbkdf[@]}" \
 	--key-file - "$pv" >&2
+if [[ "$luks" == luks1 ]]; then
+	cryptsetup convert --batch-mode --type luks1 "$pv" >&2
+fi
 mv "$pv" "$work/disk.img"
 
 echo "$luks_uuid" >"$work/luks-uuid"
+echo "${luks#luks}" >"$work/luks-version"
 echo "$passphrase" >"$work/passphrase"
 echo "$release" >"$work/release"
 echo /dev/mapper/vg0-root >"$work/root-device"
-touch "$work/.complete"
-rm -rf "$cache"
-mv "$work" "$cache"
-trap - EXIT
-log "built $cache in $((SECONDS - start)) s"
-printf '%s\n' "$cache"
+log "built in $((SECONDS - start)) s"
+image_done

@@ -7,11 +7,13 @@
 #
 # The system is what a minimal Debian server install gives: systemd, udev,
 # initramfs-tools, the stock cloud kernel (linux-image-cloud-amd64),
-# e2fsprogs, and the packages the encrypted-install tests need: on Debian 12
-# cryptsetup, cryptsetup-initramfs, lvm2 and keyutils (cryptroot opens the
-# root volume in the initramfs), on Debian 13 systemd-cryptsetup and
-# keyutils (systemd opens the volumes of /etc/crypttab), so one base image
-# per release serves every case. Test conveniences, and only these: root has no password and is
+# e2fsprogs, and the packages the encrypted-install tests need: cryptsetup,
+# cryptsetup-initramfs, lvm2 and keyutils (cryptroot opens the root volume
+# in the initramfs, as both installers set it up), on Debian 13 also
+# systemd-cryptsetup (systemd opens the other volumes of /etc/crypttab),
+# and util-linux's setpriv (the key tests drop capabilities with it), so
+# one base image per release serves every case. Test conveniences, and
+# only these: root has no password and is
 # logged in on ttyS0 (the test types at the serial console as an
 # administrator would), hostname ukdump-test, timers that would start work
 # at boot masked, and an initramfs with only the drivers QEMU's virtio
@@ -39,44 +41,29 @@ die() { log "error: $*"; exit 1; }
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
 # shellcheck source=../kernel/private-apt.sh
 . "$here/../kernel/private-apt.sh"
+# shellcheck source=image.sh
+. "$here/image.sh"
 
 suite="${1:-bookworm}"
-packages=(systemd systemd-sysv udev kmod e2fsprogs initramfs-tools linux-image-cloud-amd64 keyutils dmsetup procps lz4)
+packages=(systemd systemd-sysv udev kmod e2fsprogs initramfs-tools linux-image-cloud-amd64 keyutils dmsetup procps lz4
+	cryptsetup cryptsetup-initramfs lvm2)
 case "$suite" in
-bookworm) packages+=(cryptsetup cryptsetup-initramfs lvm2) ;;
+bookworm) ;;
 trixie) packages+=(systemd-cryptsetup) ;;
 *) die "unknown suite $suite (bookworm or trixie)" ;;
 esac
 # Fixed, so that a test knows the root UUID without reading the image.
 uuid=6c7d1a2e-0b5f-4e38-9a51-3f0d2c9e8b17
 
-key="$( (cat "${BASH_SOURCE[0]}" "$here/../kernel/private-apt.sh"; echo "$suite") | sha256sum | cut -c1-16)"
-cache="${UKDUMP_CACHE:-$HOME/.cache/ukdump}/images/$suite-$key"
-if [[ -f "$cache/.complete" ]]; then
-	printf '%s\n' "$cache"
-	exit 0
-fi
+(cat "$here/../kernel/private-apt.sh"; echo "$suite") | image_cache "$suite"
 [[ $EUID -eq 0 ]] || die "needs root (debootstrap, chroot)"
 command -v debootstrap >/dev/null || die "debootstrap not installed (run .ci/deps)"
 command -v mkfs.ext4 >/dev/null || die "mkfs.ext4 not installed (e2fsprogs)"
 
-mkdir -p "$(dirname "$cache")"
-# Parallel test binaries may ask at once: one builds, the others wait.
-exec 9>"$cache.lock"
-flock 9
-if [[ -f "$cache/.complete" ]]; then
-	printf '%s\n' "$cache"
-	exit 0
-fi
-
-work="$(mktemp -d "$cache.tmp.XXXXXX")"
-cleanup() {
-	mountpoint -q "$work/root/proc" && umount "$work/root/proc"
-	mountpoint -q "$work/root/dev" && umount "$work/root/dev"
-	rm -rf "$work"
-}
-trap cleanup EXIT
+image_lock
+image_work
 root="$work/root"
+image_mounts=("$root/proc" "$root/dev")
 
 mirror="$(private_apt_archive_mirror)"
 start=$SECONDS
@@ -125,9 +112,5 @@ cp "$root/var/cache/apt/archives/linux-image-${release}_"*.deb "$work/kernel.deb
 rm -rf "$root/var/cache/apt/archives"/*.deb "$root/var/lib/apt/lists"/*_Packages
 mkfs.ext4 -q -F -U "$uuid" -L root -d "$root" "$work/root.img" 3G >&2
 rm -rf "$root"
-touch "$work/.complete"
-rm -rf "$cache"
-mv "$work" "$cache"
-trap - EXIT
-log "built $cache in $((SECONDS - start)) s (kernel $release)"
-printf '%s\n' "$cache"
+log "built in $((SECONDS - start)) s (kernel $release)"
+image_done

@@ -19,6 +19,7 @@ import (
 	"github.com/ukdump/ukdump/pkg/dm"
 	"github.com/ukdump/ukdump/pkg/kexec"
 	"github.com/ukdump/ukdump/pkg/keys"
+	"github.com/ukdump/ukdump/pkg/loader"
 	"github.com/ukdump/ukdump/pkg/luks"
 )
 
@@ -237,4 +238,88 @@ func reloadReusingKeys(vols []volume) error {
 	}
 	say("reloaded with the saved keys")
 	return nil
+}
+
+// concurrentReloads runs two "ukdump reload" at once, as an administrator's
+// beside a kernel hook's: one waits for the other (ukdump's lock), both
+// succeed, and what is left is a loaded crash kernel whose state file
+// describes the last of them and names, for each volume, the key items the
+// kernel has.
+func concurrentReloads(vols []volume) {
+	type result struct {
+		out []byte
+		err error
+	}
+	results := make(chan result, 2)
+	before := time.Now()
+	reload := func() *exec.Cmd {
+		cmd := exec.Command("/usr/bin/ukdump", "reload")
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			results <- result{nil, err}
+			return nil
+		}
+		go func() {
+			err := cmd.Wait()
+			results <- result{out.Bytes(), err}
+		}()
+		return cmd
+	}
+	// The second starts once the first holds the lock, so that the two
+	// overlap for sure.
+	if first := reload(); first != nil {
+		holder := fmt.Sprintf("%d reload ", first.Process.Pid)
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if b, _ := os.ReadFile("/run/ukdump/lock"); strings.HasPrefix(string(b), holder) {
+				break
+			}
+		}
+	}
+	reload()
+	var outs []byte
+	ok := true
+	waited := false
+	for range 2 {
+		r := <-results
+		outs = append(outs, r.out...)
+		ok = ok && r.err == nil
+		waited = waited || bytes.Contains(r.out, []byte("waiting for ukdump reload (pid "))
+	}
+	loaded, _ := os.ReadFile("/sys/kernel/kexec_crash_loaded")
+	st, err := loader.ReadState(loader.DefaultStateFile)
+	switch {
+	case !ok:
+		check("concurrent-reloads", false, append([]byte("a reload failed:\n"), outs...))
+		return
+	case strings.TrimSpace(string(loaded)) != "1":
+		check("concurrent-reloads", false, append([]byte("no crash kernel loaded after them:\n"), outs...))
+		return
+	case err != nil || st == nil || st.LoadedAt.Before(before):
+		check("concurrent-reloads", false, []byte(fmt.Sprintf("state file %+v, %v: not from these reloads", st, err)))
+		return
+	case !waited:
+		// The second started while the first held the lock.
+		check("concurrent-reloads", false, append([]byte("the second reload did not wait for the first:\n"), outs...))
+		return
+	}
+	c := keys.DefaultCrashDM()
+	items, _ := c.Items()
+	if len(st.Volumes) != len(vols) || len(items) != len(vols) {
+		check("concurrent-reloads", false, []byte(fmt.Sprintf("state volumes %+v, key items %v, want %d of each", st.Volumes, items, len(vols))))
+		return
+	}
+	for _, v := range vols {
+		d, err := os.ReadFile(filepath.Join(c.Dir, v.uuid, "description"))
+		found := false
+		for _, sv := range st.Volumes {
+			found = found || sv.UUID == v.uuid
+		}
+		if err != nil || strings.TrimSpace(string(d)) != keys.Description(v.uuid) || !found {
+			check("concurrent-reloads", false, []byte(fmt.Sprintf("volume %s: key item %q (%v), in the state file: %v", v.uuid, d, err, found)))
+			return
+		}
+	}
+	check("concurrent-reloads", true, []byte(fmt.Sprintf("both succeeded, the second after waiting for the first; loaded, state of %s, %d key item(s)",
+		st.LoadedAt.Format(time.TimeOnly), len(items))))
 }

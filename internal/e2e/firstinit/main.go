@@ -26,6 +26,9 @@
 //	ukdump.wrongkey=1        first check that a wrong logon key is refused
 //	ukdump.reuse=1           after loading, drop the logon keys and reload
 //	                         with "ukdump load --reuse-keys"
+//	ukdump.concurrent=1      then run two "ukdump reload" at once and check
+//	                         what they leave (a loaded crash kernel, a
+//	                         state file and key items that match)
 //
 // LUKS volumes listed in /etc/e2e/volumes are opened first (see volume).
 //
@@ -143,6 +146,9 @@ func run() error {
 		if err := reloadReusingKeys(vols); err != nil {
 			return err
 		}
+	}
+	if params["ukdump.concurrent"] == "1" {
+		concurrentReloads(vols)
 	}
 	switch params["ukdump.scenario"] {
 	case "vanish":
