@@ -55,7 +55,7 @@ release="${pkg#linux-image-}"
 version="$(papt apt-cache policy "$pkg" | awk '/^  Candidate:/ {print $2}')"
 
 # (The lock above is the image's too: image_lock is not needed.)
-(cat "$here/../kernel/private-apt.sh"; echo "$pkg $version"; basename "$base") | image_cache trixie-bpo
+image_cache trixie-bpo "$(cat "$here/../kernel/private-apt.sh")" "$pkg $version" "$(basename "$base")"
 [[ $EUID -eq 0 ]] || die "needs root (loop mount, chroot)"
 image_work
 image_mounts=("$work/root" "$work/root/proc" "$work/root/dev")

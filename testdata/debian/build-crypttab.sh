@@ -33,7 +33,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
 # shellcheck source=image.sh
 . "$here/image.sh"
 base="$("$here/build-image.sh" trixie)"
-basename "$base" | image_cache trixie-crypt
+image_cache trixie-crypt "$(basename "$base")"
 [[ $EUID -eq 0 ]] || die "needs root (loop mount)"
 for t in cryptsetup mkfs.ext4; do
 	command -v "$t" >/dev/null || die "$t not installed (run .ci/deps)"

@@ -47,7 +47,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
 # shellcheck source=image.sh
 . "$here/image.sh"
 base="$("$here/build-image.sh" "$suite")"
-(echo "$luks"; basename "$base") | image_cache "$suite-enc-$luks"
+image_cache "$suite-enc-$luks" "$luks" "$(basename "$base")"
 [[ $EUID -eq 0 ]] || die "needs root (loop devices, chroot)"
 for t in cryptsetup pvcreate losetup mkfs.ext4 mkswap; do
 	command -v "$t" >/dev/null || die "$t not installed (run .ci/deps)"

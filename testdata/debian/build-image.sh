@@ -55,7 +55,7 @@ esac
 # Fixed, so that a test knows the root UUID without reading the image.
 uuid=6c7d1a2e-0b5f-4e38-9a51-3f0d2c9e8b17
 
-(cat "$here/../kernel/private-apt.sh"; echo "$suite") | image_cache "$suite"
+image_cache "$suite" "$(cat "$here/../kernel/private-apt.sh")" "$suite"
 [[ $EUID -eq 0 ]] || die "needs root (debootstrap, chroot)"
 command -v debootstrap >/dev/null || die "debootstrap not installed (run .ci/deps)"
 command -v mkfs.ext4 >/dev/null || die "mkfs.ext4 not installed (e2fsprogs)"

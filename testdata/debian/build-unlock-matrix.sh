@@ -52,7 +52,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
 # shellcheck source=image.sh
 . "$here/image.sh"
 base="$("$here/build-image.sh" "$suite")"
-(cat "$hook"; basename "$base") | image_cache "$suite-unlock"
+image_cache "$suite-unlock" "$(cat "$hook")" "$(basename "$base")"
 [[ $EUID -eq 0 ]] || die "needs root (loop mount, chroot)"
 for t in cryptsetup mkfs.ext4; do
 	command -v "$t" >/dev/null || die "$t not installed (run .ci/deps)"

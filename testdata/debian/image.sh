@@ -2,12 +2,12 @@
 # run); it defines functions only and changes no shell options. A recipe
 # defines log and die, then calls, in order:
 #
-#   ... | image_cache NAME   the recipe's other inputs on stdin (its base
-#                      image's name, a file it copies, a version): sets
-#                      $cache to ${UKDUMP_CACHE:-~/.cache/ukdump}/images/
-#                      NAME-<hash of the recipe, this file and the inputs>,
-#                      and ends the recipe, printing $cache, when that
-#                      image is complete
+#   image_cache NAME INPUT...   INPUT the recipe's other inputs (its base
+#                      image's name, the content of a file it copies, a
+#                      version): sets $cache to
+#                      ${UKDUMP_CACHE:-~/.cache/ukdump}/images/NAME-<hash of
+#                      the recipe, this file and the inputs>, and ends the
+#                      recipe, printing $cache, when that image is complete
 #   image_lock         takes the image's lock (test binaries run recipes
 #                      in parallel: one builds, the others wait) and ends
 #                      the recipe the same way if it was built meanwhile
@@ -24,7 +24,7 @@ image_mounts=()
 
 image_cache() {
 	local key
-	key="$( (cat "$0" "${BASH_SOURCE[0]}"; cat) | sha256sum | cut -c1-16)"
+	key="$( (cat "$0" "${BASH_SOURCE[0]}"; printf '%s\n' "${@:2}") | sha256sum | cut -c1-16)"
 	cache="${UKDUMP_CACHE:-$HOME/.cache/ukdump}/images/$1-$key"
 	image_if_complete
 }
