@@ -73,6 +73,10 @@ func encryptedInstall(t *testing.T, img encryptedImage, purge bool) {
 	copyImage(t, img.Disk, disk)
 	copyImage(t, img.Boot, boot)
 	putFiles(t, boot, map[string]string{"/ukdump.deb": deb, "/keyprobe": probe})
+	disks := []string{disk, boot}
+	if purge && img.LUKSVersion == "1" {
+		disks = append(disks, debsDisk(t, dir))
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Minute)
 	defer cancel()
 	report := &strings.Builder{}
@@ -87,7 +91,7 @@ func encryptedInstall(t *testing.T, img encryptedImage, purge bool) {
 		}
 		return startSystem(t, ctx, qemuSystem{Kernel: img.Kernel, Initrd: initrd,
 			Cmdline: "root=/dev/mapper/vg0-root ro console=ttyS0 crashkernel=" + realsysCrashkernel() + " panic=10 systemd.default_device_timeout_sec=600",
-			Disks:   []string{disk, boot}, MemoryMiB: 1024, LogDir: logDir})
+			Disks:   disks, MemoryMiB: 1024, LogDir: logDir})
 	}
 	// unlock types the passphrase once at cryptroot's prompt: it must be
 	// accepted the first time.
@@ -164,7 +168,20 @@ func encryptedInstall(t *testing.T, img encryptedImage, purge bool) {
 	consoles = append(consoles, s.vm.Console())
 
 	// 4. Removal: nothing of ukdump stays in any initramfs or in
-	// crypttab, and the system still unlocks.
+	// crypttab, and the system still unlocks. On the LUKS1 system a
+	// second kernel is installed first (Debian's 7.3 from
+	// trixie-backports, from the third disk): its initramfs gets the hook
+	// too, and the purge must rebuild both (update-initramfs -u alone
+	// rebuilds the newest only).
+	if purge && img.LUKSVersion == "1" {
+		out := s.run("mkdir -p /mnt/debs && mount -o ro /dev/vdc /mnt/debs && dpkg -i /mnt/debs/linux-base_*.deb && dpkg -i /mnt/debs/*.deb 2>&1 | tail -5; umount /mnt/debs")
+		fmt.Fprintf(report, "\n$ dpkg -i (Debian's 7.3 kernel from trixie-backports)\n%s", out)
+		marked := s.run("for i in /boot/initrd.img-*; do lsinitramfs $i | grep -qx etc/ukdump-initramfs && echo $i; done; true")
+		fmt.Fprintf(report, "initramfs images with the hook's change: %s\n", strings.Join(strings.Fields(marked), " "))
+		if n := len(strings.Fields(marked)); n != 2 {
+			t.Errorf("after installing a second kernel, %d initramfs images hold the hook's change, want 2:\n%s", n, marked)
+		}
+	}
 	if purge {
 		out, rc := s.status("dpkg --purge ukdump 2>&1")
 		fmt.Fprintf(report, "\n$ dpkg --purge ukdump   (exit %d)\n%s", rc, out)
@@ -337,4 +354,17 @@ func unpackInitramfs(t *testing.T, image, dir string) []string {
 		t.Fatalf("unpacked %s: %d files, %v", image, len(files), err)
 	}
 	return files
+}
+
+// debsDisk makes an ext4 image holding the packages of Debian's 7.3 kernel
+// from trixie-backports (testdata/debian/build-backports.sh), to attach to
+// a guest that installs them.
+func debsDisk(t *testing.T, dir string) string {
+	t.Helper()
+	bpo, _ := imageDir(t, "build-backports.sh")
+	img := filepath.Join(dir, "debs.img")
+	if b, err := exec.Command("mkfs.ext4", "-q", "-F", "-d", filepath.Join(bpo, "debs"), img, "256M").CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.ext4 -d %s: %v\n%s", filepath.Join(bpo, "debs"), err, b)
+	}
+	return img
 }

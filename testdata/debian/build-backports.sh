@@ -15,6 +15,7 @@
 #   root.img     the system, root=UUID=<uuid>, the 7.3 kernel installed; its
 #                packages also in /root/backports/*.deb (a test reinstalls
 #                them, as a kernel update does)
+#   debs/        those packages, for tests that install them elsewhere
 #   vmlinuz, initrd.img   the 7.3 kernel and its initramfs, for QEMU's
 #                direct kernel boot
 #   release, uuid
@@ -92,6 +93,5 @@ cp "$root/boot/initrd.img-$release" "$work/initrd.img"
 echo "$release" >"$work/release"
 umount "$root"
 rmdir "$root"
-rm -rf "$debs"
 log "built in $((SECONDS - start)) s (kernel $release)"
 image_done
