@@ -137,6 +137,30 @@ func systemdCryptsetupCase(t *testing.T, img crypttabImage, q qemuSystem, releas
 	mounted(s)
 	s.statusAfterCrash(report)
 	consoles = append(consoles, s.vm.Console())
+
+	// Removal: the package takes its link-volume-key= off crypttab (nothing
+	// would seal that key without ukdump), destroys the sealed key, and
+	// the purge deletes the copy of crypttab; the volume still opens at
+	// the next boot.
+	out, rc = s.status("dpkg --purge ukdump 2>&1")
+	fmt.Fprintf(report, "\n$ dpkg --purge ukdump   (exit %d)\n%s", rc, out)
+	left := s.run(`grep -H kdump-cryptsetup /etc/crypttab; ls /etc/crypttab.ukdump-bak 2>/dev/null; true`)
+	fmt.Fprintf(report, "ukdump's options and backup left in crypttab: %q\n", strings.TrimSpace(left))
+	if rc != 0 || strings.TrimSpace(left) != "" {
+		t.Errorf("after dpkg --purge (exit %d), still there: %q\n%s", rc, left, out)
+	}
+	// A sealed key is destroyed with the package; systemd's logon key
+	// (kernel transport) stays until the volume is opened without the
+	// option.
+	if n := strings.TrimSpace(s.run("grep -c kdump-cryptsetup /proc/keys || true")); where == keySealed && n != "0" {
+		t.Errorf("after dpkg --purge, %s volume keys are still in the keyrings", n)
+	}
+	s.poweroff()
+	s = boot()
+	mounted(s)
+	if n := strings.TrimSpace(s.run("grep -c kdump-cryptsetup /proc/keys || true")); n != "0" {
+		t.Errorf("the boot after the purge left %s volume keys in the keyrings", n)
+	}
 	s.poweroff()
 
 	// 3. The host decrypts the volume with the key cryptsetup gives for

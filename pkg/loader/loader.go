@@ -477,6 +477,7 @@ func writeState(name string, st *State) error {
 	if err != nil {
 		return fmt.Errorf("loader: state: %w", err)
 	}
+	b = append(b, '\n') // a text file, whole lines for cat and editors
 	if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
 		return fmt.Errorf("loader: state: %w", err)
 	}
